@@ -1,0 +1,155 @@
+"""The study's three CNNs: SimpleCNN, DeeperCNN and MiniVGG.
+
+Every model takes MNIST images as the study prepared them: float in [0, 1], shape
+(N, 1, 28, 28), and returns (N, 10) logits. Standardisation with MNIST's training mean and
+std happens inside the model (:class:`Standardize`), so ``model(x)`` is right on the dataset's
+output and on a user's own array alike. All 3x3 convolutions use padding 1; every max-pool is
+2x2 with stride 2 (28 -> 14 -> 7, and MiniVGG's third pool 7 -> 3).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import register_model
+
+__all__ = ["MNIST_MEAN", "MNIST_STD", "DeeperCNN", "MiniVGG", "SimpleCNN", "Standardize"]
+
+#: Pixel mean and std of MNIST's 60,000 training images scaled to [0, 1].
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+
+class Standardize(nn.Module):
+    """Check the (N, 1, 28, 28) input convention, then map [0, 1] pixels to zero mean, unit std.
+
+    The constants are not buffers, so they add nothing to a state dict or parameter count.
+    """
+
+    def __init__(self, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
+        super().__init__()
+        self.mean = mean
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``(x - mean) / std`` after checking the input's shape and dtype."""
+        if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+            raise ValueError(
+                f"Expected images of shape (N, 1, 28, 28), got {tuple(x.shape)}. "
+                "Use mnist_zoo.predict() for single images or numpy arrays."
+            )
+        if not x.is_floating_point():
+            raise TypeError(
+                f"Expected float images in [0, 1], got dtype {x.dtype}; divide uint8 by 255."
+            )
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+
+
+def _pool() -> nn.MaxPool2d:
+    return nn.MaxPool2d(kernel_size=2, stride=2)
+
+
+class SimpleCNN(nn.Module):
+    """Two conv layers and two dense layers: the study's baseline (421,642 parameters)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.normalize = Standardize()
+        self.features = nn.Sequential(
+            _conv(1, 32), nn.ReLU(inplace=True), _pool(),
+            _conv(32, 64), nn.ReLU(inplace=True), _pool(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) for images (N, 1, 28, 28) in [0, 1]."""
+        return self.classifier(self.features(self.normalize(x)))
+
+
+class DeeperCNN(nn.Module):
+    """Two blocks of two convs each, then dense 256 (870,634 parameters without batch norm).
+
+    As in the study, a block's two convolutions are followed by a single ReLU.
+    ``batch_norm=True`` adds a BatchNorm2d after each convolution.
+    """
+
+    def __init__(self, num_classes: int = 10, batch_norm: bool = False) -> None:
+        super().__init__()
+        self.normalize = Standardize()
+
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            return [_conv(cin, cout), nn.BatchNorm2d(cout)] if batch_norm else [_conv(cin, cout)]
+
+        self.features = nn.Sequential(
+            *conv(1, 32), *conv(32, 32), nn.ReLU(inplace=True), _pool(),
+            *conv(32, 64), *conv(64, 64), nn.ReLU(inplace=True), _pool(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 256),
+            nn.ReLU(inplace=True),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) for images (N, 1, 28, 28) in [0, 1]."""
+        return self.classifier(self.features(self.normalize(x)))
+
+
+class MiniVGG(nn.Module):
+    """Three VGG blocks (64, 128, 256 x3) with BatchNorm, dense 512 (2,921,930 parameters)."""
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.normalize = Standardize()
+
+        def cbr(cin: int, cout: int) -> list[nn.Module]:
+            return [_conv(cin, cout), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+        self.features = nn.Sequential(
+            *cbr(1, 64), *cbr(64, 64), _pool(),
+            *cbr(64, 128), *cbr(128, 128), _pool(),
+            *cbr(128, 256), *cbr(256, 256), *cbr(256, 256), _pool(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(256 * 3 * 3, 512),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) for images (N, 1, 28, 28) in [0, 1]."""
+        return self.classifier(self.features(self.normalize(x)))
+
+
+@register_model
+def simplecnn(**kwargs: object) -> SimpleCNN:
+    """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline."""
+    return SimpleCNN(**kwargs)  # type: ignore[arg-type]
+
+
+@register_model
+def deepercnn(**kwargs: object) -> DeeperCNN:
+    """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm."""
+    return DeeperCNN(**kwargs)  # type: ignore[arg-type]
+
+
+@register_model
+def minivgg(**kwargs: object) -> MiniVGG:
+    """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout."""
+    return MiniVGG(**kwargs)  # type: ignore[arg-type]
