@@ -5,6 +5,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from . import models  # noqa: F401  (registers the models)
+from .data import MNIST, IDXFormatError, check_mnist, read_idx, write_idx
+from .evaluation import EvaluationResult, evaluate_model
 from .models import MNIST_MEAN, MNIST_STD, DeeperCNN, MiniVGG, SimpleCNN
 from .registry import (
     PretrainedWeights,
@@ -16,8 +18,19 @@ from .registry import (
     model_info,
     register_model,
 )
+from .training import EarlyStopping, History, Trainer
 
 __all__ = [
+    "MNIST",
+    "EarlyStopping",
+    "EvaluationResult",
+    "History",
+    "IDXFormatError",
+    "Trainer",
+    "check_mnist",
+    "evaluate_model",
+    "read_idx",
+    "write_idx",
     "MNIST_MEAN",
     "MNIST_STD",
     "DeeperCNN",

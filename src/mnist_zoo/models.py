@@ -137,19 +137,36 @@ class MiniVGG(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
-@register_model
+#: The recipe shared by the three models: AdamW with a OneCycle schedule, label smoothing,
+#: batch-wise random affine augmentation and an EMA of the weights, 10 epochs (the study: 30).
+#: benchmarks/recipes.py compares variants of it on the validation split.
+BASE_RECIPE: dict[str, object] = {
+    "epochs": 10,
+    "batch_size": 128,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "weight_decay": 5e-4,
+    "scheduler": "onecycle",
+    "warmup_epochs": 2.0,
+    "label_smoothing": 0.1,
+    "ema_decay": 0.999,
+    "seed": 0,
+}
+
+
+@register_model(recipe=BASE_RECIPE)
 def simplecnn(**kwargs: object) -> SimpleCNN:
     """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline."""
     return SimpleCNN(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model
+@register_model(recipe=BASE_RECIPE)
 def deepercnn(**kwargs: object) -> DeeperCNN:
     """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm."""
     return DeeperCNN(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model
+@register_model(recipe=BASE_RECIPE)
 def minivgg(**kwargs: object) -> MiniVGG:
     """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout."""
     return MiniVGG(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,87 @@
+"""The study's three networks: exact parameter counts, shapes and the input convention."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mnist_zoo
+from mnist_zoo import count_parameters, create_model
+
+STUDY_PARAMETERS = {"simplecnn": 421_642, "deepercnn": 870_634, "minivgg": 2_921_930}
+
+
+@pytest.mark.parametrize("name,expected", sorted(STUDY_PARAMETERS.items()))
+def test_parameter_counts_match_the_study(name: str, expected: int) -> None:
+    assert count_parameters(create_model(name)) == expected
+
+
+def test_deepercnn_batch_norm_adds_only_bn_parameters() -> None:
+    # Four BatchNorm2d layers (32, 32, 64, 64 channels), two parameters per channel.
+    extra = 2 * (32 + 32 + 64 + 64)
+    assert count_parameters(create_model("deepercnn", batch_norm=True)) == 870_634 + extra
+
+
+@pytest.mark.parametrize("name", sorted(STUDY_PARAMETERS))
+def test_forward_shape_and_batch_independence(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        out = model(x)
+        one = model(x[2:3])
+    assert out.shape == (5, 10)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out[2:3], one, rtol=1e-4, atol=1e-5)
+
+
+def test_pooling_geometry_minivgg_reaches_3x3() -> None:
+    model = create_model("minivgg").eval()
+    with torch.no_grad():
+        feats = model.features(model.normalize(torch.rand(2, 1, 28, 28)))
+    assert feats.shape == (2, 256, 3, 3)
+
+
+@pytest.mark.parametrize("name", ["simplecnn", "deepercnn"])
+def test_pooling_geometry_cnns_reach_7x7(name: str) -> None:
+    model = create_model(name).eval()
+    with torch.no_grad():
+        feats = model.features(model.normalize(torch.rand(2, 1, 28, 28)))
+    assert feats.shape == (2, 64, 7, 7)
+
+
+def test_normalisation_lives_inside_the_model() -> None:
+    model = create_model("simplecnn")
+    x = torch.full((1, 1, 28, 28), mnist_zoo.MNIST_MEAN)
+    assert torch.allclose(model.normalize(x), torch.zeros_like(x), atol=1e-7)
+    # Nothing about normalisation is saved with the weights.
+    assert not any("normalize" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 28, 28), (2, 3, 28, 28), (2, 1, 32, 32), (2, 28, 28, 1)], ids=str
+)
+def test_wrong_input_shape_is_a_clear_error(shape: tuple[int, ...]) -> None:
+    model = create_model("simplecnn")
+    with pytest.raises(ValueError, match=r"Expected images of shape \(N, 1, 28, 28\)"):
+        model(torch.rand(shape))
+
+
+def test_uint8_input_is_a_clear_error() -> None:
+    model = create_model("simplecnn")
+    with pytest.raises(TypeError, match="float images in \\[0, 1\\]"):
+        model(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+
+
+def test_minivgg_dropout_is_configurable() -> None:
+    model = create_model("minivgg", dropout=0.25)
+    drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert [d.p for d in drops] == [0.25]
+
+
+def test_models_work_in_channels_last_and_bf16() -> None:
+    model = create_model("deepercnn").eval().to(memory_format=torch.channels_last)
+    x = torch.rand(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out.shape == (4, 10)

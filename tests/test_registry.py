@@ -1,0 +1,72 @@
+"""The timm-style registry: list, create, register, info, and helpful errors."""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+import mnist_zoo
+from mnist_zoo import registry
+
+
+def test_list_models_all_and_patterns() -> None:
+    assert mnist_zoo.list_models() == ["deepercnn", "minivgg", "simplecnn"]
+    assert mnist_zoo.list_models("*vgg*") == ["minivgg"]
+    assert mnist_zoo.list_models("*cnn") == ["deepercnn", "simplecnn"]
+    assert mnist_zoo.list_models("nothing*") == []
+
+
+def test_create_model_returns_the_right_class_and_passes_kwargs() -> None:
+    assert isinstance(mnist_zoo.create_model("MiniVGG"), mnist_zoo.MiniVGG)
+    model = mnist_zoo.create_model("simplecnn", num_classes=3)
+    assert model.classifier[-1].out_features == 3
+
+
+def test_model_info() -> None:
+    info = mnist_zoo.model_info("deepercnn")
+    assert info["name"] == "deepercnn"
+    assert info["parameters"] == 870_634
+    assert "DeeperCNN" in info["description"]
+
+
+def test_unknown_model_suggests_the_closest_name() -> None:
+    with pytest.raises(mnist_zoo.UnknownModelError) as err:
+        mnist_zoo.create_model("minivg")
+    assert isinstance(err.value, KeyError)
+    message = str(err.value)
+    assert "did you mean 'minivgg'?" in message.lower()
+    assert "deepercnn, minivgg, simplecnn" in message
+
+
+def test_unknown_model_without_close_match_still_lists_names() -> None:
+    with pytest.raises(KeyError, match="Known models: deepercnn, minivgg, simplecnn") as err:
+        mnist_zoo.model_info("resnet152")
+    assert "did you mean" not in str(err.value).lower()
+
+
+def test_non_string_name_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="must be a string"):
+        mnist_zoo.create_model(3)  # type: ignore[arg-type]
+
+
+def test_register_model_decorator_bare_and_with_arguments() -> None:
+    try:
+
+        @mnist_zoo.register_model
+        def tiny_test_net() -> nn.Module:
+            """A tiny test net."""
+            return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+        @mnist_zoo.register_model(name="tiny_test_net2", recipe={"epochs": 1})
+        def _builder() -> nn.Module:
+            return nn.Linear(1, 1)
+
+        assert "tiny_test_net" in mnist_zoo.list_models("tiny*")
+        assert mnist_zoo.model_info("tiny_test_net")["description"] == "A tiny test net."
+        assert mnist_zoo.model_info("tiny_test_net")["parameters"] == 7850
+        assert registry.get_model_entry("tiny_test_net2").recipe == {"epochs": 1}
+        with pytest.raises(ValueError, match="already registered"):
+            mnist_zoo.register_model(tiny_test_net)
+    finally:
+        registry._REGISTRY.pop("tiny_test_net", None)
+        registry._REGISTRY.pop("tiny_test_net2", None)

@@ -1,0 +1,423 @@
+"""The Trainer: devices, precision, resume after a kill, early stopping, determinism, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import mnist_zoo
+from mnist_zoo.training import (
+    Callback,
+    DeviceNotAvailableError,
+    EarlyStopping,
+    History,
+    RandomAffine,
+    Trainer,
+    seed_everything,
+    select_device,
+    select_precision,
+)
+
+TIMING = ("images_per_s", "epoch_time_s")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small(mnist_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """2,500 real training images (uint8) and labels: enough to learn, quick to train."""
+    train = mnist_zoo.MNIST(mnist_root, split="train")
+    return train.images[:2500].clone(), train.targets[:2500].clone()
+
+
+def _trainer(model: torch.nn.Module | None = None, **kwargs: object) -> Trainer:
+    defaults: dict[str, object] = dict(
+        device="cpu", precision="fp32", epochs=3, batch_size=64, val_size=500, progress=False
+    )
+    defaults.update(kwargs)
+    if model is None:
+        seed_everything(0)
+        model = mnist_zoo.create_model("simplecnn")
+    return Trainer(model, **defaults)  # type: ignore[arg-type]
+
+
+def _strip_timing(history: History) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in history.rows]
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+# --------------------------------------------------------------------------- devices, precision
+
+
+def test_cpu_device_and_auto_on_a_machine_without_accelerators() -> None:
+    assert select_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available() and not (
+        torch.backends.mps.is_available() if hasattr(torch.backends, "mps") else False
+    ):
+        assert select_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_cuda_requested_but_absent_is_a_clear_error() -> None:
+    with pytest.raises(DeviceNotAvailableError, match="CUDA is not available"):
+        select_device("cuda")
+    with pytest.raises(DeviceNotAvailableError, match="CUDA is not available"):
+        _trainer(device="cuda:0")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_runs(small: tuple[torch.Tensor, torch.Tensor]) -> None:
+    trainer = _trainer(device="cuda", precision="auto", epochs=1)
+    trainer.fit(small)
+    assert next(trainer.model.parameters()).is_cuda
+
+
+@pytest.mark.skipif(
+    hasattr(torch.backends, "mps") and torch.backends.mps.is_available(), reason="MPS is present"
+)
+def test_mps_requested_but_absent_is_a_clear_error() -> None:
+    with pytest.raises(DeviceNotAvailableError, match="MPS is not available"):
+        select_device("mps")
+
+
+def test_unknown_device_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="Unknown device 'tpu'"):
+        select_device("tpu")
+    with pytest.raises(ValueError, match="Unknown device"):
+        _trainer(device="gpu")
+
+
+def test_precision_selection_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert select_precision("fp32", cpu) == "fp32"
+    assert select_precision("bf16", cpu) == "bf16"
+    assert select_precision("auto", cpu) in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="fp16.*needs a CUDA device"):
+        select_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="Unknown precision 'fp8'"):
+        select_precision("fp8", cpu)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_every_cpu_precision_learns(
+    precision: str, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    trainer = _trainer(precision=precision, epochs=2)
+    history = trainer.fit(small)
+    assert trainer.precision == precision
+    assert trainer.channels_last == (precision != "fp32")
+    assert history["val_acc"][-1] > 0.85, history.rows
+    assert history["train_loss"][-1] < history["train_loss"][0]
+
+
+# --------------------------------------------------------------------------- argument errors
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"epochs": 2.5}, "epochs must be an integer >= 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"optimizer": "lion"}, "Unknown optimizer 'lion'"),
+        ({"scheduler": "cyclic"}, "Unknown scheduler 'cyclic'"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be in"),
+        ({"val_size": -1}, "val_size must be >= 0"),
+        ({"grad_clip": 0.0}, "grad_clip must be > 0"),
+        ({"progress": "fancy"}, "progress must be"),
+        ({"resume": True}, "resume=True needs a checkpoint_dir"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _trainer(**kwargs)
+
+
+def test_model_must_be_a_module() -> None:
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        Trainer("simplecnn")  # type: ignore[arg-type]
+
+
+def test_empty_dataset_is_a_clear_error() -> None:
+    empty = (torch.zeros(0, 1, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="The training dataset is empty"):
+        _trainer().fit(empty)
+    with pytest.raises(ValueError, match="The evaluation dataset is empty"):
+        _trainer().evaluate(empty)
+
+
+def test_validation_split_larger_than_the_data_is_a_clear_error(
+    small: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    with pytest.raises(ValueError, match="val_size=5000 leaves no training data"):
+        _trainer(val_size=5000).fit(small)
+
+
+def test_early_stopping_without_validation_is_a_clear_error(
+    small: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    with pytest.raises(ValueError, match="Early stopping needs validation data"):
+        _trainer(val_size=0, early_stopping=EarlyStopping()).fit(small)
+
+
+def test_early_stopping_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="monitors 'val_loss' or 'val_acc'"):
+        EarlyStopping(monitor="test_acc")
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        EarlyStopping(patience=0)
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+def test_determinism_same_seed_same_history(small: tuple[torch.Tensor, torch.Tensor]) -> None:
+    a, b = _trainer(epochs=2), _trainer(epochs=2)
+    ha, hb = a.fit(small), b.fit(small)
+    assert _strip_timing(ha) == _strip_timing(hb)
+    _assert_same_weights(a.model, b.model)
+    c = _trainer(epochs=2, seed=1)
+    assert _strip_timing(c.fit(small)) != _strip_timing(ha)
+
+
+class _Crash(Callback):
+    """Stands in for a killed process: dies right after epoch ``at``'s checkpoint is written."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "plateau"])
+def test_resume_after_crash_equals_uninterrupted_run(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor], scheduler: str
+) -> None:
+    kwargs = dict(epochs=3, scheduler=scheduler)
+    reference = _trainer(**kwargs)
+    ref_history = reference.fit(small)
+
+    crashed = _trainer(checkpoint_dir=tmp_path, callbacks=[_Crash(at=1)], **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(small)
+    assert len(History.from_csv(tmp_path / "history.csv")) == 2
+
+    resumed = _trainer(checkpoint_dir=tmp_path, resume=True, **kwargs)  # a fresh model
+    history = resumed.fit(small)
+    assert _strip_timing(history) == _strip_timing(ref_history)
+    _assert_same_weights(resumed.model, reference.model)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_after_sigkill_in_a_real_process(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    data = tmp_path / "data.pt"
+    torch.save(small, data)
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys, torch, mnist_zoo
+        from mnist_zoo.training import Callback, Trainer, seed_everything
+        class Kill(Callback):
+            def on_epoch_end(self, trainer, epoch, metrics):
+                if epoch == 0 and sys.argv[1] == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+        seed_everything(0)
+        model = mnist_zoo.create_model("simplecnn")
+        t = Trainer(model, device="cpu", precision="bf16", epochs=2, batch_size=64,
+                    val_size=500, progress=False, checkpoint_dir=sys.argv[2],
+                    resume=sys.argv[1] == "resume", callbacks=[Kill()])
+        t.fit(torch.load({str(data)!r}))
+        torch.save(t.model.state_dict(), sys.argv[2] + "/final.pt")
+        """
+    )
+
+    def run(mode: str, out: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script, mode, str(out)], capture_output=True, text=True
+        )
+
+    killed = run("kill", tmp_path / "a")
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "a" / "last.pt").exists() and not (tmp_path / "a" / "final.pt").exists()
+    assert run("resume", tmp_path / "a").returncode == 0
+    assert run("plain", tmp_path / "b").returncode == 0
+    a = torch.load(tmp_path / "a" / "final.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "final.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    _trainer(epochs=1, checkpoint_dir=tmp_path).fit(small)
+    with pytest.raises(ValueError, match=r"different epochs \(1 there, 2 here\)"):
+        _trainer(epochs=2, checkpoint_dir=tmp_path, resume=True).fit(small)
+
+
+class _Snapshots(Callback):
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        model = trainer.ema.module if trainer.ema is not None else trainer.model
+        self.states.append({k: v.clone() for k, v in model.state_dict().items()})
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(
+    small: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    images, labels = small
+    # Validation labels that are all wrong: the better the model learns, the worse val_loss
+    # gets, so the best epoch is the first and training must stop after `patience` more.
+    wrong_val = (images[:500], (labels[:500] + 1) % 10)
+    snaps = _Snapshots()
+    trainer = _trainer(
+        epochs=8,
+        scheduler="none",
+        lr=1e-3,
+        early_stopping=EarlyStopping(monitor="val_loss", patience=2),
+        callbacks=[snaps],
+    )
+    history = trainer.fit((images[500:], labels[500:]), wrong_val)
+    assert len(history) < 8
+    best = min(range(len(history)), key=lambda i: history["val_loss"][i])
+    assert len(history) == best + 1 + 2
+    final = trainer.model.state_dict()
+    assert all(torch.equal(final[k], snaps.states[best][k]) for k in final)
+    assert not all(torch.equal(final[k], snaps.states[-1][k]) for k in final)
+
+
+def test_checkpoints_and_history_files(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    history = _trainer(epochs=2, checkpoint_dir=tmp_path).fit(small)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and last["config"]["epochs"] == 2
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "history", "ema"} <= set(last)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert set(best["model"]) == set(last["model"])
+    rows = json.loads((tmp_path / "history.json").read_text())
+    assert rows == history.rows
+    assert History.from_csv(tmp_path / "history.csv") == history
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine", "step", "none"])
+def test_schedulers(scheduler: str, small: tuple[torch.Tensor, torch.Tensor]) -> None:
+    history = _trainer(epochs=2, scheduler=scheduler, lr=2e-3, val_size=0).fit(small)
+    lr = history["lr"]
+    if scheduler in ("onecycle", "cosine"):
+        assert lr[-1] < 2e-3 * 0.01  # annealed to ~0 by the last batch
+    elif scheduler == "step":
+        assert lr == [2e-3, 2e-4]  # step size = epochs // 3 = 1 (at least 1)
+    else:
+        assert lr == [2e-3, 2e-3]
+
+
+def test_any_dataset_and_dataloader_are_accepted(small: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, labels = small
+    ds = torch.utils.data.TensorDataset(images[:1000].float() / 255, labels[:1000])
+    h1 = _trainer(epochs=1, val_size=200).fit(ds)
+    assert 0 < h1["val_acc"][0] <= 1
+    loader = torch.utils.data.DataLoader(ds, batch_size=50, shuffle=True)
+    h2 = _trainer(epochs=1, val_size=0).fit(loader)
+    assert len(h2) == 1 and "val_acc" not in h2.rows[0]
+    with pytest.raises(ValueError, match="Cannot carve a validation split out of a DataLoader"):
+        _trainer(epochs=1).fit(loader)
+
+
+def test_evaluate_and_predict(small: tuple[torch.Tensor, torch.Tensor]) -> None:
+    trainer = _trainer(epochs=1)
+    trainer.fit(small)
+    result = trainer.evaluate(small)
+    assert result.num_images == 2500
+    assert result.confusion.sum() == 2500
+    assert 0.8 < result.accuracy <= 1.0
+    assert "per-class accuracy" in result.format()
+
+
+def test_plain_progress_prints_one_line_per_epoch(
+    small: tuple[torch.Tensor, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _trainer(epochs=2, progress="plain").fit(small)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 2
+    assert "val_acc" in lines[0] and "img/s" in lines[0]
+
+
+def test_random_affine_identity_and_range() -> None:
+    x = torch.rand(8, 1, 28, 28)
+    gen = torch.Generator().manual_seed(0)
+    same = RandomAffine(degrees=0, scale=(1.0, 1.0), translate=0.0)(x, gen)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    out = RandomAffine()(x, gen)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.allclose(out, x)
+
+
+def test_random_affine_shift_moves_the_centre_of_mass() -> None:
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 12:16, 12:16] = 1.0
+    shifted = RandomAffine(degrees=0, scale=(1.0, 1.0), translate=0.1)(
+        x.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0)
+    )
+    cols = torch.arange(28.0)
+    com = (shifted.sum(2).squeeze(1) * cols).sum(1) / shifted.sum((1, 2, 3))
+    # Shifts of up to 10% of 28 px: within 2.8 px of the centre, and they vary.
+    assert (com - 13.5).abs().max() <= 2.8 + 1e-3
+    assert com.std() > 0.5
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_end_with_identical_weights(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    data = tmp_path / "data.pt"
+    torch.save((small[0][:1500].clone(), small[1][:1500].clone()), data)
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, torch, mnist_zoo
+            from mnist_zoo.training import Trainer, seed_everything
+            seed_everything(0)
+            model = mnist_zoo.create_model("deepercnn", batch_norm=True)
+            t = Trainer(model, device="cpu", precision="fp32", epochs=2, batch_size=32,
+                        val_size=300, progress="plain", checkpoint_dir={str(tmp_path / "ck")!r})
+            h = t.fit(torch.load({str(data)!r}))
+            torch.save(t.model.state_dict(), {str(tmp_path)!r} + f"/rank{{t.rank}}.pt")
+            print("RANK", t.rank, "WORLD", t.world_size, "VAL", h["val_acc"][-1])
+            """
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WORLD 2" in proc.stdout
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    # Only rank 0 logs: one line per epoch, not two.
+    assert proc.stdout.count("epoch 1/2") == 1
+    # Each rank saw half of the 1,200 training images per epoch.
+    last = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)
+    assert last["config"]["batch_size"] == 64
