@@ -34,7 +34,9 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
-def run(name: str, variant: str, seed: int, epochs: int | None, data: str | None, out: Path) -> float:
+def run(
+    name: str, variant: str, seed: int, epochs: int | None, data: str | None, out: Path
+) -> float:
     """Train one (model, variant, seed) and return its final validation accuracy."""
     recipe = dict(get_model_entry(name).recipe)
     model_kwargs = recipe.pop("model_kwargs", {})
@@ -80,7 +82,8 @@ def main() -> None:
         print(f"{variant:<16}{len(accs):>6}{100 * statistics.mean(accs):>13.2f}%"
               f"{100 * min(accs):>8.2f}%{100 * max(accs):>8.2f}%")  # fmt: skip
     best = max(results, key=lambda v: statistics.mean(results[v]))
-    print(f"best for {args.model}: {best} ({100 * statistics.mean(results[best]):.2f}% mean val acc)")
+    mean = 100 * statistics.mean(results[best])
+    print(f"best for {args.model}: {best} ({mean:.2f}% mean val acc)")
 
 
 if __name__ == "__main__":

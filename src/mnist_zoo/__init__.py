@@ -6,7 +6,10 @@ __version__ = "0.1.0"
 
 from . import models  # noqa: F401  (registers the models)
 from .data import MNIST, IDXFormatError, check_mnist, read_idx, write_idx
+from .ensemble import Ensemble
 from .evaluation import EvaluationResult, evaluate_model
+from .hub import load_pretrained, push_to_hub, save_pretrained
+from .inference import Prediction, load_image, predict, preprocess
 from .models import MNIST_MEAN, MNIST_STD, DeeperCNN, MiniVGG, SimpleCNN
 from .registry import (
     PretrainedWeights,
@@ -21,6 +24,14 @@ from .registry import (
 from .training import EarlyStopping, History, Trainer
 
 __all__ = [
+    "Ensemble",
+    "Prediction",
+    "load_image",
+    "load_pretrained",
+    "predict",
+    "preprocess",
+    "push_to_hub",
+    "save_pretrained",
     "MNIST",
     "EarlyStopping",
     "EvaluationResult",

@@ -67,6 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{entry.name}")
     train = _load_split(args.data, "train", args.download)
     test = _load_split(args.data, "test")
+    if args.limit is not None:
+        from torch.utils.data import Subset
+
+        train = Subset(train, range(min(args.limit, len(train))))
 
     seed_everything(recipe.get("seed", 0))
     model = create_model(entry.name, **model_kwargs)
@@ -175,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=data_help)
     p.add_argument("--download", action="store_true", help="download MNIST if missing")
     p.add_argument("--no-progress", action="store_true", help="plain log lines, no bars")
+    p.add_argument("--limit", type=int, help="train on the first N training images (smoke runs)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score a model on the MNIST test set")

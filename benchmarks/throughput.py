@@ -1,0 +1,116 @@
+"""Training throughput: the Trainer against the study's own loop, in the same run.
+
+    python benchmarks/throughput.py            # ~4 minutes on 2 CPU cores
+    python benchmarks/throughput.py --quick    # under a minute
+
+The study's loop is the textbook one (``study_loop.py``): a per-sample ``Dataset``, a
+``DataLoader`` with batch 64 and shuffling, fp32, Adam, cross-entropy, ``loss.item()`` per
+batch. The Trainer runs its registry recipe as it trains for real: in-memory batches, batch-wise
+augmentation, EMA, the precision and memory format it picks for this machine. Both get a warm-up
+before timing. The script prints images/s for each and their ratio, MiniVGG's achieved GFLOP/s
+against a bf16 matrix multiply timed in the same run (the machine's practical peak), and exits
+with status 1 when any ratio is below ``--min-ratio`` (2.0). The last line sums up the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+from study_loop import StudyLoop
+from torch.utils.data import Subset
+from torch.utils.flop_counter import FlopCounterMode
+
+import mnist_zoo
+from mnist_zoo.registry import get_model_entry
+from mnist_zoo.training import Trainer, seed_everything
+
+
+def study_loop_images_per_s(name: str, train: mnist_zoo.MNIST, batches: int) -> float:
+    """Images/s of the study's training loop, timed over ``batches`` batches after a warm-up."""
+    seen, seconds = StudyLoop(name, train).train(max_batches=batches, warmup=3)
+    return seen / seconds
+
+
+def trainer_images_per_s(name: str, train: mnist_zoo.MNIST, images: int) -> tuple[float, str]:
+    """Images/s of the Trainer with the model's recipe, on ``images`` training images.
+
+    Two epochs are run and the second is timed, so one-off set-up costs are left out.
+    """
+    recipe = dict(get_model_entry(name).recipe)
+    model_kwargs = recipe.pop("model_kwargs", {})
+    recipe.update(epochs=2, val_size=0, progress=False)
+    seed_everything(0)
+    trainer = Trainer(mnist_zoo.create_model(name, **model_kwargs), **recipe)
+    history = trainer.fit(Subset(train, range(images)))
+    return history["images_per_s"][-1], trainer.precision
+
+
+def training_flops_per_image(name: str) -> float:
+    """Forward plus backward FLOPs of one training image (counted by PyTorch)."""
+    model = mnist_zoo.create_model(name)
+    x = torch.rand(16, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / len(x)
+
+
+def bf16_matmul_gflops(seconds: float) -> float:
+    """GFLOP/s of a large bf16 matrix multiply: the practical peak of this machine."""
+    n = 2048
+    a = torch.randn(n, n, dtype=torch.bfloat16)
+    b = torch.randn(n, n, dtype=torch.bfloat16)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def main() -> int:
+    """Run the comparison and print the figures; the exit status says whether it held."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer batches: under a minute")
+    p.add_argument("--data", help="MNIST folder (default: $MNIST_ZOO_DATA)")
+    p.add_argument("--models", nargs="+", default=mnist_zoo.list_models())
+    p.add_argument("--min-ratio", type=float, default=2.0)
+    args = p.parse_args()
+
+    train = mnist_zoo.MNIST(args.data, split="train")
+    torch.set_num_threads(torch.get_num_threads())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")  # fmt: skip
+    print(f"{'model':<11}{'study img/s':>12}{'trainer img/s':>15}{'precision':>10}{'ratio':>7}")
+    ratios: dict[str, float] = {}
+    vgg_rate = None
+    for name in args.models:
+        heavy = name == "minivgg"
+        batches = (4 if heavy else 15) if args.quick else (20 if heavy else 80)
+        images = (768 if heavy else 3840) if args.quick else (4096 if heavy else 20480)
+        study = study_loop_images_per_s(name, train, batches)
+        ours, precision = trainer_images_per_s(name, train, images)
+        ratios[name] = ours / study
+        if heavy:
+            vgg_rate = ours
+        print(f"{name:<11}{study:>12.0f}{ours:>15.0f}{precision:>10}{ratios[name]:>6.2f}x",
+              flush=True)  # fmt: skip
+
+    if vgg_rate is not None:
+        flops = training_flops_per_image("minivgg")
+        achieved = flops * vgg_rate / 1e9
+        peak = bf16_matmul_gflops(2.0 if args.quick else 5.0)
+        print(f"minivgg: {flops / 1e9:.3f} GFLOP per training image, {achieved:.0f} GFLOP/s "
+              f"achieved; bf16 matmul peak {peak:.0f} GFLOP/s ({100 * achieved / peak:.0f}% "
+              "of peak)")  # fmt: skip
+    ok = all(r >= args.min_ratio for r in ratios.values())
+    summary = ", ".join(f"{n} {r:.2f}x" for n, r in ratios.items())
+    print(f"{'PASS' if ok else 'FAIL'}: trainer/study throughput {summary} "
+          f"(need >= {args.min_ratio:.1f}x each)")  # fmt: skip
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

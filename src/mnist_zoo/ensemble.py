@@ -1,0 +1,87 @@
+"""Average several models' predictions into one model.
+
+```python
+import mnist_zoo
+members = [mnist_zoo.create_model(n) for n in ("simplecnn", "deepercnn", "minivgg")]
+ensemble = mnist_zoo.Ensemble(members, weights=[1, 1, 2])
+mnist_zoo.predict(ensemble, images)   # works like any single model
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["Ensemble"]
+
+
+class Ensemble(nn.Module):
+    """A model whose class probabilities are the (weighted) mean of its members' probabilities.
+
+    ``forward`` returns the log of the averaged probabilities. These behave like logits:
+    ``argmax`` gives the ensemble's label and ``softmax`` gives back the averaged
+    probabilities exactly, so :func:`mnist_zoo.predict`, accuracy code and
+    ``nn.CrossEntropyLoss`` (which then computes the ensemble's negative log-likelihood) all
+    work unchanged. Averaging probabilities rather than logits keeps one over-confident member
+    from dominating the vote.
+
+    Args:
+        models: The members, each mapping the same input to (N, C) logits.
+        weights: Optional non-negative weight per member (not all zero); normalised to sum
+            to 1. Defaults to equal weights.
+
+    Attributes:
+        members: The member models, in order.
+        weights: (M,) normalised weights, a buffer that follows the ensemble across devices.
+
+    Raises:
+        TypeError: If ``models`` is a single module or contains something that is not one.
+        ValueError: If ``models`` is empty, or ``weights`` has the wrong length, negative or
+            non-finite entries, or sums to zero.
+    """
+
+    weights: torch.Tensor
+
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        weights: Sequence[float] | torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(models, nn.Module) and not isinstance(models, nn.ModuleList):
+            raise TypeError("Ensemble takes a list of models; wrap a single model in a list.")
+        models = list(models)
+        if not models:
+            raise ValueError("An ensemble needs at least one model.")
+        for i, model in enumerate(models):
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"Member {i} is a {type(model).__name__}, not an nn.Module.")
+        self.members = nn.ModuleList(models)
+        self.register_buffer("weights", _normalised_weights(weights, len(models)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the weighted mean of the members' softmax probabilities, shape (N, C)."""
+        log_probs = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
+        log_weights = self.weights.to(log_probs.dtype).log().view(-1, 1, 1)
+        # log(sum_i w_i p_i) computed as a log-sum-exp, so tiny probabilities do not underflow
+        # to log(0); a zero weight contributes log(0) = -inf, which logsumexp handles.
+        return torch.logsumexp(log_probs + log_weights, dim=0)
+
+    def extra_repr(self) -> str:
+        return f"weights={[round(w, 4) for w in self.weights.tolist()]}"
+
+
+def _normalised_weights(weights: Sequence[float] | torch.Tensor | None, n: int) -> torch.Tensor:
+    if weights is None:
+        return torch.full((n,), 1 / n)
+    w = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
+    if w.ndim != 1 or len(w) != n:
+        raise ValueError(f"Expected {n} weights, one per model, got shape {tuple(w.shape)}.")
+    if not torch.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"Weights must be finite and non-negative, got {w.tolist()}.")
+    if w.sum() == 0:
+        raise ValueError("Weights must not all be zero.")
+    return (w / w.sum()).float()

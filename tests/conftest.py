@@ -1,0 +1,108 @@
+"""Shared fixtures: the real MNIST files, and copies of them under each naming and compression.
+
+The real data is read from ``../shared/data/mnist`` next to the checkout, or from
+``$MNIST_ZOO_TEST_DATA``; tests that need it are skipped when it is absent. Copies are made
+once per session because decompressing the train images is the slowest step of the suite.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mnist_zoo.data import SPLITS, candidate_names, find_mnist_file
+
+TEST_DATA_ENV_VAR = "MNIST_ZOO_TEST_DATA"
+_KINDS = ("images", "labels")
+
+
+def _original_name(split: str, kind: str) -> str:
+    return candidate_names(split, kind)[0]
+
+
+def _kaggle_name(split: str, kind: str) -> str:
+    return candidate_names(split, kind)[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The folder holding the real MNIST files (any naming, plain or gzip)."""
+    from_env = os.environ.get(TEST_DATA_ENV_VAR)
+    beside_checkout = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
+    root = Path(from_env) if from_env else beside_checkout
+    missing = [
+        _original_name(split, kind)
+        for split in SPLITS
+        for kind in _KINDS
+        if find_mnist_file(root, split, kind) is None
+    ]
+    if missing:
+        pytest.skip(
+            f"real MNIST not found in {root} (missing {', '.join(missing)}); "
+            f"set {TEST_DATA_ENV_VAR} to a folder holding the four IDX files"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_contents(mnist_root: Path) -> dict[str, bytes]:
+    """The decompressed content of each real file, keyed by its original (plain) name."""
+    contents = {}
+    for split in SPLITS:
+        for kind in _KINDS:
+            raw = find_mnist_file(mnist_root, split, kind).read_bytes()
+            if raw.startswith(b"\x1f\x8b"):
+                raw = gzip.decompress(raw)
+            contents[_original_name(split, kind)] = raw
+    return contents
+
+
+def _write_copies(
+    root: Path, contents: dict[str, bytes], rename: Callable[[str, str], str], compress: bool
+) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        for kind in _KINDS:
+            data = contents[_original_name(split, kind)]
+            name = rename(split, kind)
+            if compress:
+                data, name = gzip.compress(data, compresslevel=1), name + ".gz"
+            (root / name).write_bytes(data)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_gzip_root(
+    mnist_root: Path, mnist_contents: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Real MNIST as the original distribution: ``train-images-idx3-ubyte.gz``, ..."""
+    if all(
+        (mnist_root / f"{_original_name(split, kind)}.gz").is_file()
+        for split in SPLITS
+        for kind in _KINDS
+    ):
+        return mnist_root
+    target = tmp_path_factory.mktemp("mnist-gzip")
+    return _write_copies(target, mnist_contents, _original_name, compress=True)
+
+
+@pytest.fixture(scope="session")
+def mnist_plain_root(
+    mnist_contents: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Real MNIST decompressed, original naming: ``train-images-idx3-ubyte``, ..."""
+    target = tmp_path_factory.mktemp("mnist-plain")
+    return _write_copies(target, mnist_contents, _original_name, compress=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_kaggle_root(
+    mnist_contents: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Real MNIST decompressed, Kaggle naming: ``train-images.idx3-ubyte``, ..."""
+    target = tmp_path_factory.mktemp("mnist-kaggle")
+    return _write_copies(target, mnist_contents, _kaggle_name, compress=False)

@@ -1,0 +1,226 @@
+"""Tests for the downloader against a local HTTP server; nothing here touches the internet.
+
+The server serves a temporary copy of the real .gz files under a few routes that each play
+one kind of mirror: ``/files/`` works, ``/missing/`` answers 404, ``/truncated/`` promises the
+full Content-Length but hangs up halfway, ``/unsized/`` hangs up halfway without a length,
+and ``/slow/`` answers too late.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_zoo.data import (
+    MIRRORS,
+    MNIST,
+    MNIST_MD5S,
+    DownloadError,
+    download_mnist,
+)
+from mnist_zoo.data import download as download_module
+
+GZ_NAMES = list(MNIST_MD5S)
+
+
+class MirrorHandler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.directory`` under routes that each behave like a different mirror."""
+
+    server: MirrorServer
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        route, _, name = self.path.lstrip("/").partition("/")
+        path = self.server.directory / name
+        if route == "missing" or name not in GZ_NAMES or not path.is_file():
+            self.send_error(404)
+            return
+        content = path.read_bytes()
+        if route == "slow":
+            time.sleep(1.0)
+        self.send_response(200)
+        if route != "unsized":
+            self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        if route in ("truncated", "unsized"):
+            content = content[: len(content) // 2]
+            self.close_connection = True
+        # The client has already given up on /slow/, as it should.
+        with contextlib.suppress(ConnectionError):
+            self.wfile.write(content)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep pytest's output clean
+
+
+class MirrorServer(http.server.ThreadingHTTPServer):
+    def __init__(self, directory: Path) -> None:
+        super().__init__(("127.0.0.1", 0), MirrorHandler)
+        self.directory = directory
+        self.requests: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def served_dir(mnist_gzip_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary folder with copies of the real (recompressed) .gz files."""
+    directory = tmp_path_factory.mktemp("mirror")
+    for name in GZ_NAMES:
+        shutil.copyfile(mnist_gzip_root / name, directory / name)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def local_md5s(served_dir: Path) -> dict[str, str]:
+    """The real MD5s of the served files, which differ from the published ones."""
+    return {name: hashlib.md5((served_dir / name).read_bytes()).hexdigest() for name in GZ_NAMES}
+
+
+@pytest.fixture(scope="module")
+def server(served_dir: Path) -> Iterator[MirrorServer]:
+    httpd = MirrorServer(served_dir)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def url(server: MirrorServer) -> str:
+    """Base URL of the local server; append a route such as ``/files/``."""
+    server.requests.clear()
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def test_mirrors_and_md5s_are_the_published_ones() -> None:
+    assert MIRRORS == (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    )
+    assert MNIST_MD5S == {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    }
+
+
+def test_second_mirror_serves_when_first_404s(
+    tmp_path: Path, url: str, server: MirrorServer, served_dir: Path, local_md5s: dict[str, str]
+) -> None:
+    root = tmp_path / "data"
+    paths = download_mnist(root, mirrors=[f"{url}/missing/", f"{url}/files"], md5s=local_md5s)
+    assert sorted(path.name for path in paths) == sorted(GZ_NAMES)
+    assert sorted(path.name for path in root.iterdir()) == sorted(GZ_NAMES)  # no temp files
+    for name in GZ_NAMES:
+        assert (root / name).read_bytes() == (served_dir / name).read_bytes()
+    assert server.requests[:2] == [
+        "/missing/train-images-idx3-ubyte.gz",
+        "/files/train-images-idx3-ubyte.gz",
+    ]
+    assert len(MNIST(root, split="test")) == 10_000
+
+
+def test_published_md5s_refuse_the_recompressed_files(tmp_path: Path, url: str) -> None:
+    root = tmp_path / "data"
+    with pytest.raises(
+        DownloadError,
+        match=(
+            r"Could not download train-images-idx3-ubyte.gz into .*; every mirror failed:\n"
+            rf"  {url}/files/train-images-idx3-ubyte.gz: .*MD5 mismatch: "
+            r"expected f68b3c2dcbeaaa9fbdd348bbdeb94873, got [0-9a-f]{32}"
+        ),
+    ):
+        download_mnist(root, mirrors=[f"{url}/files/"])
+    assert list(root.iterdir()) == []
+
+
+def test_connection_closed_mid_transfer_leaves_nothing(
+    tmp_path: Path, url: str, local_md5s: dict[str, str]
+) -> None:
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match=r"connection closed after \d+ of \d+ bytes"):
+        download_mnist(root, mirrors=[f"{url}/truncated/"], md5s=local_md5s)
+    assert list(root.iterdir()) == []
+
+
+def test_short_body_without_length_is_caught_by_md5(
+    tmp_path: Path, url: str, local_md5s: dict[str, str]
+) -> None:
+    root = tmp_path / "data"
+    with pytest.raises(DownloadError, match="MD5 mismatch"):
+        download_mnist(root, mirrors=[f"{url}/unsized/"], md5s=local_md5s)
+    assert list(root.iterdir()) == []
+
+
+def test_error_lists_every_mirror_failure(
+    tmp_path: Path, url: str, local_md5s: dict[str, str]
+) -> None:
+    mirrors = [f"{url}/missing/", f"{url}/slow/", "not-a-url/"]
+    with pytest.raises(DownloadError) as info:
+        download_mnist(tmp_path, mirrors=mirrors, timeout=0.3, md5s=local_md5s)
+    message = str(info.value)
+    assert re.search(rf"{url}/missing/train-images-idx3-ubyte.gz: HTTPError: .*404", message)
+    assert re.search(rf"{url}/slow/train-images-idx3-ubyte.gz: .*timed out", message)
+    assert re.search(r"not-a-url/train-images-idx3-ubyte.gz: ValueError: unknown url", message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_mirrors(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=r"every mirror failed:\n  \(no mirrors given\)"):
+        download_mnist(tmp_path, mirrors=[])
+
+
+def test_md5s_must_cover_every_file(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValueError, match="No MD5 given for train-images-idx3-ubyte.gz"):
+        download_mnist(tmp_path, mirrors=[f"{url}/files/"], md5s={})
+
+
+def test_present_files_are_not_downloaded_again(
+    tmp_path: Path, url: str, server: MirrorServer
+) -> None:
+    # Kaggle-named placeholders: presence is all that is checked, under any naming.
+    names = [
+        "train-images.idx3-ubyte",
+        "train-labels.idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte.gz",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"placeholder")
+    paths = download_mnist(tmp_path, mirrors=[f"{url}/missing/"])
+    assert [path.name for path in paths] == names
+    assert server.requests == []
+
+
+def test_only_missing_files_are_fetched(
+    tmp_path: Path, url: str, server: MirrorServer, local_md5s: dict[str, str]
+) -> None:
+    (tmp_path / "train-images.idx3-ubyte").write_bytes(b"placeholder")
+    download_mnist(tmp_path, mirrors=[f"{url}/files/"], md5s=local_md5s)
+    assert sorted(server.requests) == sorted(
+        f"/files/{name}" for name in GZ_NAMES if name != "train-images-idx3-ubyte.gz"
+    )
+    assert (tmp_path / "train-images.idx3-ubyte").read_bytes() == b"placeholder"
+
+
+def test_mnist_download_true_end_to_end(
+    tmp_path: Path, url: str, local_md5s: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download_module, "MIRRORS", (f"{url}/missing/", f"{url}/files/"))
+    monkeypatch.setattr(download_module, "MNIST_MD5S", local_md5s)
+    root = tmp_path / "new" / "folder"
+    dataset = MNIST(root, split="test", download=True)
+    assert len(dataset) == 10_000
+    assert torch.bincount(dataset.targets, minlength=10)[5].item() == 892
+    assert sorted(path.name for path in root.iterdir()) == sorted(GZ_NAMES)

@@ -1,0 +1,437 @@
+"""Tests of mnist_zoo.hub: the real hf_hub_download against a fake Hub on 127.0.0.1.
+
+The fake Hub (tests/hub_server.py) serves one repo, ``test/simplecnn``, with two commits of a
+randomly initialised SimpleCNN: A (pinned in a test-only registry entry) and B (``main``).
+Nothing here touches the internet, and no test takes the client's ~20 s retry path (a cache
+miss with an unreachable server): offline cases use ``local_files_only`` or ``HF_HUB_OFFLINE``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from hub_server import FakeHub
+from huggingface_hub import ModelCard
+
+import mnist_zoo
+from mnist_zoo import hub, registry
+from mnist_zoo.registry import ModelEntry, PretrainedWeights, UnknownModelError
+
+REPO = "test/simplecnn"
+NAME = "testcnn_hub"
+WEIGHTS = hub.WEIGHTS_NAME
+METRICS = {
+    "test_accuracy": 0.9912,
+    "test_loss": 0.03,
+    "num_test_images": 10000,
+    "per_class_accuracy": [0.995, 0.998, 0.99, 0.99, 0.991, 0.989, 0.99, 0.987, 0.986, 0.9762],
+    "confused_pairs": [[9, 4, 7], [7, 2, 5]],
+}
+RECIPE = {"epochs": 3, "optimizer": "adam", "lr": 0.001}
+
+
+@dataclass
+class Published:
+    """Two saved versions of the same model and where the fake Hub puts them."""
+
+    folder_a: Path
+    folder_b: Path
+    state_a: dict[str, torch.Tensor]
+    state_b: dict[str, torch.Tensor]
+    sha_a: str
+    sha_b: str
+    commit_a: str
+    commit_b: str
+
+
+def make_hub(published: Published | None = None, folders: tuple[Path, Path] = ()) -> FakeHub:
+    """A fake Hub holding commit A then commit B (``main``) of ``test/simplecnn``."""
+    fake = FakeHub()
+    for folder in folders or (published.folder_a, published.folder_b):
+        fake.add_folder(REPO, folder)
+    return fake
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    root = tmp_path_factory.mktemp("published")
+    states = []
+    for seed, sub in [(0, "a"), (1, "b")]:
+        torch.manual_seed(seed)
+        model = mnist_zoo.create_model("simplecnn")
+        hub.save_pretrained(
+            model, root / sub, name="simplecnn", recipe=RECIPE, metrics=METRICS, repo_id=REPO
+        )
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    folders = (root / "a", root / "b")
+    commits = list(make_hub(folders=folders).repos[REPO].commits)
+    return Published(
+        *folders,
+        *states,
+        hub.sha256_file(root / "a" / WEIGHTS),
+        hub.sha256_file(root / "b" / WEIGHTS),
+        *commits,
+    )
+
+
+@pytest.fixture(autouse=True)
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    # huggingface_hub reads HF_HUB_OFFLINE at import; pin it so an exported one can't skew tests.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture
+def server(published: Published) -> FakeHub:
+    with make_hub(published) as fake:
+        yield fake
+
+
+def register(monkeypatch: pytest.MonkeyPatch, published: Published, **weights: str) -> list[str]:
+    """Register NAME, pinned to commit A, for this test only; returns a log of its builds."""
+    builds: list[str] = []
+
+    def builder(**kwargs: object) -> torch.nn.Module:
+        builds.append(NAME)
+        return mnist_zoo.SimpleCNN(**kwargs)
+
+    pin = {"repo_id": REPO, "revision": published.commit_a, "sha256": published.sha_a, **weights}
+    pretrained = PretrainedWeights(**pin, metrics={"test_accuracy": METRICS["test_accuracy"]})
+    entry = ModelEntry(NAME, builder, "test-only SimpleCNN", dict(RECIPE), pretrained)
+    monkeypatch.setitem(registry._REGISTRY, NAME, entry)
+    return builds
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch, published: Published) -> list[str]:
+    return register(monkeypatch, published)
+
+
+@pytest.fixture
+def load(server: FakeHub, tmp_path: Path, builds: list[str]):
+    """load_pretrained pointed at the fake Hub, with a fresh cache per test."""
+
+    def load(name: str = NAME, **kwargs: object) -> torch.nn.Module:
+        kwargs = {"endpoint": server.url, "cache_dir": tmp_path / "cache", **kwargs}
+        return hub.load_pretrained(name, **kwargs)
+
+    return load
+
+
+def same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    got = model.state_dict()
+    return got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state)
+
+
+# ----------------------------------------------------------------------------------------------
+# Downloading, caching, pinning
+
+
+def test_first_download_then_cache_with_server_stopped(load, server, published, tmp_path):
+    model = load()
+    assert same_weights(model, published.state_a)
+    assert not model.training
+    cfg = model.pretrained_cfg
+    assert cfg["name"] == NAME and cfg["architecture"] == "simplecnn"
+    assert cfg["repo_id"] == REPO and cfg["revision"] == published.commit_a
+    assert cfg["sha256"] == published.sha_a
+    assert cfg["metrics"]["test_accuracy"] == METRICS["test_accuracy"]
+    assert cfg["recipe"] == RECIPE
+    assert Path(cfg["source"]).is_relative_to(tmp_path / "cache")
+    # Downloads use only /resolve/ (no /api/ calls) and identify the library.
+    assert {m for m, _, _ in server.requests} == {"HEAD", "GET"}
+    assert all("/resolve/" in path for _, path, _ in server.requests)
+    assert all(f"mnist_zoo/{mnist_zoo.__version__}" in ua for _, _, ua in server.requests)
+    assert same_weights(load(revision="main"), published.state_b)  # caches the ref main -> B
+
+    server.stop()
+    # A pinned commit that is cached needs no network at all; a branch needs offline mode.
+    assert same_weights(load(), published.state_a)
+    assert same_weights(load(revision="main", local_files_only=True), published.state_b)
+
+
+def test_pinned_revision_wins_over_main(load, published, caplog):
+    with caplog.at_level(logging.WARNING, logger="mnist_zoo.hub"):
+        assert same_weights(load(), published.state_a)
+        assert same_weights(load(revision=published.commit_a), published.state_a)
+        assert not caplog.records
+        model = load(revision="main")
+    assert same_weights(model, published.state_b)
+    assert model.pretrained_cfg["revision"] == published.commit_b
+    assert model.pretrained_cfg["sha256"] == published.sha_b
+    assert "instead of the pinned" in caplog.text and "ETag" in caplog.text
+
+
+def test_tampered_file_is_refused_evicted_and_later_fixed(
+    load, server, published, builds, tmp_path
+):
+    good = (published.folder_a / WEIGHTS).read_bytes()
+    server.set_file(REPO, published.commit_a, WEIGHTS, (published.folder_b / WEIGHTS).read_bytes())
+    with pytest.raises(hub.ChecksumMismatchError) as err:
+        load()
+    msg = str(err.value)
+    assert WEIGHTS in msg and published.sha_a in msg and published.sha_b in msg
+    assert "deleted from the cache" in msg
+    assert builds == []  # no model was built, let alone loaded, from the bad bytes
+    cached = [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file() or p.is_symlink()]
+    assert published.sha_b not in cached and WEIGHTS not in cached
+
+    server.set_file(REPO, published.commit_a, WEIGHTS, good)
+    assert same_weights(load(), published.state_a)
+    assert builds == [NAME]
+
+
+def test_corruption_in_transit_is_caught_by_the_etag(load, server, published):
+    # With revision= the pin does not apply; the Hub's ETag (the LFS SHA-256) still guards.
+    server.corrupt_in_transit.add(WEIGHTS)
+    with pytest.raises(hub.ChecksumMismatchError, match="ETag") as err:
+        load(revision="main")
+    assert published.sha_b in str(err.value)
+    server.corrupt_in_transit.clear()
+    assert same_weights(load(revision="main"), published.state_b)
+
+
+@pytest.mark.parametrize(
+    ("weights", "revision", "error", "named"),
+    [
+        ({"repo_id": "test/nope"}, None, hub.HubRepoNotFoundError, "test/nope"),
+        ({}, "v9", hub.HubRevisionNotFoundError, "'v9'"),
+        ({"filename": "other.safetensors"}, None, hub.HubFileNotFoundError, "'other.safetensors'"),
+    ],
+    ids=["repo", "revision", "file"],
+)
+def test_not_found_on_the_hub(load, monkeypatch, published, weights, revision, error, named):
+    builds = register(monkeypatch, published, **weights)
+    with pytest.raises(error, match=named) as err:
+        load(revision=revision)
+    assert isinstance(err.value, hub.HubNotFoundError)
+    assert builds == []
+
+
+def test_offline_with_empty_cache_fails_fast_with_advice(tmp_path, builds):
+    start = time.perf_counter()
+    with pytest.raises(hub.HubUnavailableError) as err:
+        hub.load_pretrained(NAME, cache_dir=tmp_path / "empty", local_files_only=True)
+    assert time.perf_counter() - start < 5
+    msg = str(err.value)
+    assert "HF_HUB_OFFLINE=1" in msg and "cache_dir" in msg and "local folder" in msg
+
+
+SUBPROCESS_SCRIPT = """
+import json, sys
+from mnist_zoo import hub
+from mnist_zoo.models import SimpleCNN
+from mnist_zoo.registry import PretrainedWeights, register_model
+
+repo_id, commit, sha256 = sys.argv[1:4]
+register_model(SimpleCNN, name="testcnn_hub", pretrained=PretrainedWeights(repo_id, commit, sha256))
+out = {"source": hub.load_pretrained("testcnn_hub").pretrained_cfg["source"]}
+try:
+    hub.load_pretrained("testcnn_hub", revision="never-fetched")
+except hub.HubError as err:
+    out["error"] = [type(err).__name__, str(err)]
+print(json.dumps(out))
+"""
+
+
+def run_with_env(published: Published, **env: str) -> dict:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"
+    }
+    args = [sys.executable, "-c", SUBPROCESS_SCRIPT, REPO, published.commit_a, published.sha_a]
+    done = subprocess.run(
+        args, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_hf_home_hf_endpoint_and_hf_hub_offline_are_honoured(published, tmp_path):
+    home = tmp_path / "hf_home"
+    with make_hub(published) as fake:
+        online = run_with_env(published, HF_HOME=str(home), HF_ENDPOINT=fake.url)
+        assert fake.requests  # HF_ENDPOINT was used
+        dead_url = fake.url
+    assert Path(online["source"]).is_relative_to(home / "hub")
+    assert online["error"][0] == "HubRevisionNotFoundError"
+
+    offline = run_with_env(published, HF_HOME=str(home), HF_ENDPOINT=dead_url, HF_HUB_OFFLINE="1")
+    assert offline["source"] == online["source"]
+    assert offline["error"][0] == "HubUnavailableError"
+    assert "offline mode is on" in offline["error"][1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Local folders and what can be wrong with them
+
+
+def test_local_folder_loads_trusted_but_checked(published):
+    for name in (str(published.folder_a), published.folder_a):
+        model = hub.load_pretrained(name, device="cpu")
+        assert same_weights(model, published.state_a)
+        assert not model.training
+        cfg = model.pretrained_cfg
+        assert cfg["name"] == "simplecnn" and cfg["repo_id"] == REPO and cfg["revision"] is None
+        assert cfg["sha256"] == published.sha_a
+        assert cfg["source"] == str(published.folder_a / WEIGHTS)
+
+
+def test_weights_of_the_wrong_shape_name_the_key_and_shapes(tmp_path):
+    five_classes = mnist_zoo.create_model("simplecnn", num_classes=5)
+    with pytest.raises(hub.WeightsMismatchError, match=r"classifier\.3\.weight"):
+        hub.save_pretrained(five_classes, tmp_path / "bad", name="simplecnn")  # kwargs forgotten
+
+    folder = hub.save_pretrained(
+        five_classes, tmp_path / "m", name="simplecnn", model_kwargs={"num_classes": 5}
+    )
+    assert hub.load_pretrained(folder).classifier[3].out_features == 5
+    config = json.loads((folder / "config.json").read_text())
+    config["model_kwargs"] = {}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(hub.WeightsMismatchError) as err:
+        hub.load_pretrained(folder)
+    msg = str(err.value)
+    assert "'classifier.3.weight'" in msg and "(5, 128)" in msg and "(10, 128)" in msg
+
+
+def test_corrupt_or_inconsistent_local_folders(published, tmp_path):
+    folder = Path(shutil.copytree(published.folder_a, tmp_path / "copy"))
+    garbage = b"\x00" * 64
+    (folder / WEIGHTS).write_bytes(garbage)
+    with pytest.raises(hub.ChecksumMismatchError, match="do not belong together"):
+        hub.load_pretrained(folder)
+    assert (folder / WEIGHTS).exists()  # a user's own files are never deleted
+
+    config = json.loads((folder / "config.json").read_text())
+    config["sha256"] = hub.sha256_file(folder / WEIGHTS)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(hub.CorruptWeightsError, match="not a valid safetensors file"):
+        hub.load_pretrained(folder)
+
+    (folder / "config.json").unlink()
+    with pytest.raises(hub.InvalidHubFolderError, match="config.json"):
+        hub.load_pretrained(folder)
+    with pytest.raises(hub.InvalidHubFolderError, match="neither a folder nor"):
+        hub.load_pretrained(str(tmp_path / "no" / "such"))
+
+
+def test_unknown_names_and_models_without_weights(monkeypatch, builds):
+    with pytest.raises(UnknownModelError, match="Did you mean 'simplecnn'") as err:
+        hub.load_pretrained("simplecn")
+    assert isinstance(err.value, KeyError)
+
+    entry = ModelEntry("nopretrained", mnist_zoo.SimpleCNN, "no weights")
+    monkeypatch.setitem(registry._REGISTRY, "nopretrained", entry)
+    with pytest.raises(hub.NoPretrainedWeightsError, match=NAME) as err:
+        hub.load_pretrained("nopretrained")
+    assert "create_model('nopretrained')" in str(err.value)
+
+
+def test_special_names_are_dispatched_before_the_registry(monkeypatch):
+    calls = []
+
+    def fake_loader(**kwargs: object) -> torch.nn.Module:
+        calls.append(kwargs)
+        return torch.nn.Identity()
+
+    monkeypatch.setitem(hub.SPECIAL_LOADERS, "ensemble", fake_loader)
+    assert isinstance(hub.load_pretrained("Ensemble", revision="v1"), torch.nn.Identity)
+    assert calls[0]["revision"] == "v1" and calls[0]["local_files_only"] is False
+
+
+# ----------------------------------------------------------------------------------------------
+# The files save_pretrained writes
+
+
+def test_model_card_config_and_atomic_save(published):
+    folder = published.folder_a
+    assert sorted(p.name for p in folder.iterdir()) == sorted(hub.HUB_FILES)  # no temp files
+
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "mit"
+    assert card.data.pipeline_tag == "image-classification"
+    assert card.data.datasets == ["ylecun/mnist"]
+    assert {"image-classification", "mnist", "pytorch", "safetensors"} <= set(card.data.tags)
+    result = card.data.eval_results[0]
+    assert (result.dataset_type, result.dataset_split, result.metric_type) == (
+        "ylecun/mnist",
+        "test",
+        "accuracy",
+    )
+    assert result.metric_value == 99.12
+    assert "**99.12%**" in card.text and "| 9 | 97.62% |" in card.text
+    assert "9 → 4: 7" in card.text and "421,642 parameters" in card.text
+    assert published.sha_a in card.text
+
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "simplecnn" and config["model_kwargs"] == {}
+    assert config["metrics"] == METRICS and config["recipe"] == RECIPE
+    assert config["sha256"] == published.sha_a and config["repo_id"] == REPO
+    assert config["library_version"] == mnist_zoo.__version__
+
+
+def test_save_pretrained_validates_metrics_and_overwrites_in_place(published, tmp_path):
+    model = hub.load_pretrained(published.folder_a)
+    with pytest.raises(ValueError, match="fraction"):
+        hub.save_pretrained(model, tmp_path / "x", name="simplecnn", metrics={"test_accuracy": 99})
+    folder = Path(shutil.copytree(published.folder_a, tmp_path / "again"))
+    (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
+    hub.save_pretrained(model, folder, name="simplecnn", recipe=RECIPE, metrics=METRICS)
+    assert hub.sha256_file(folder / WEIGHTS) == published.sha_a  # deterministic bytes
+    assert (folder / ".gitattributes").exists()  # only our three files are replaced
+
+
+# ----------------------------------------------------------------------------------------------
+# Publishing (no real Hub here: check validation and what would be sent)
+
+
+class RecordingApi:
+    """Stands in for HfApi; records calls instead of making them."""
+
+    calls: list[tuple[str, tuple, dict]] = []
+
+    def __init__(self, **kwargs: object) -> None:
+        self.calls.append(("__init__", (), kwargs))
+
+    def __getattr__(self, method: str):
+        def record(*args: object, **kwargs: object) -> str:
+            self.calls.append((method, args, kwargs))
+            return "https://hub.example/test/simplecnn/commit/abc"
+
+        return record
+
+
+def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, tmp_path):
+    RecordingApi.calls = []
+    monkeypatch.setattr(hub, "HfApi", RecordingApi)
+    with pytest.raises(hub.InvalidHubFolderError, match="not a folder"):
+        hub.push_to_hub(tmp_path / "missing", REPO)
+    incomplete = Path(shutil.copytree(published.folder_a, tmp_path / "incomplete"))
+    (incomplete / "README.md").unlink()
+    with pytest.raises(hub.InvalidHubFolderError, match="missing README.md"):
+        hub.push_to_hub(incomplete, REPO)
+    with pytest.raises(ValueError, match="Invalid repo_id"):
+        hub.push_to_hub(published.folder_a, "not/a/repo")
+    assert RecordingApi.calls == []
+
+    commit = hub.push_to_hub(published.folder_a, REPO, revision="v1", token="hf_x")
+    assert commit.endswith("/commit/abc")
+    methods = [name for name, _, _ in RecordingApi.calls]
+    assert methods == ["__init__", "create_repo", "create_branch", "upload_folder"]
+    _, _, init = RecordingApi.calls[0]
+    assert init["token"] == "hf_x" and init["library_name"] == "mnist_zoo"
+    _, _, upload = RecordingApi.calls[-1]
+    assert upload["repo_id"] == REPO and upload["revision"] == "v1"
+    assert sorted(upload["allow_patterns"]) == sorted(hub.HUB_FILES)

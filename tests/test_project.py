@@ -1,0 +1,50 @@
+"""Project hygiene: CI runs the README's test command; public API has docstrings and hints."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import mnist_zoo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    return re.findall(r"```bash\n(.+?)\n```", readme, flags=re.S)
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    commands = _readme_commands()
+    assert len(commands) == 2, commands
+    main_job, tests = commands
+    assert "pip install torch==2.13.0" in main_job and "pip install torch==2.13.0" in tests
+    assert "pytest" in tests
+    ci = (REPO / ".ci" / "run").read_text()
+    assert tests in ci.splitlines(), "the CI script must run the README's test command verbatim"
+
+
+def test_version() -> None:
+    assert re.fullmatch(r"\d+\.\d+\.\d+", mnist_zoo.__version__)
+
+
+def test_every_public_function_has_a_docstring_and_type_hints() -> None:
+    missing = []
+    for name in mnist_zoo.__all__:
+        obj = getattr(mnist_zoo, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        if not inspect.getdoc(obj):
+            missing.append(f"{name}: no docstring")
+        if inspect.isfunction(obj):
+            sig = inspect.signature(obj)
+            if sig.return_annotation is inspect.Signature.empty:
+                missing.append(f"{name}: no return annotation")
+            missing += [
+                f"{name}({p}): no annotation"
+                for p, v in sig.parameters.items()
+                if v.annotation is inspect.Parameter.empty and v.kind not in (v.VAR_KEYWORD,)
+            ]
+    assert not missing, missing
