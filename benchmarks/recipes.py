@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mnist_zoo
 from mnist_zoo.registry import get_model_entry
-from mnist_zoo.training import RandomAffine, Trainer, seed_everything
+from mnist_zoo.training import RandomAffine, Trainer
 
 #: Named changes to a registry recipe.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -38,18 +38,12 @@ def run(
     name: str, variant: str, seed: int, epochs: int | None, data: str | None, out: Path
 ) -> float:
     """Train one (model, variant, seed) and return its final validation accuracy."""
-    recipe = dict(get_model_entry(name).recipe)
-    model_kwargs = recipe.pop("model_kwargs", {})
-    recipe.update(VARIANTS[variant])
-    recipe["seed"] = seed
-    if epochs is not None:
-        recipe["epochs"] = epochs
-    seed_everything(seed)
-    model = mnist_zoo.create_model(name, **model_kwargs)
-    trainer = Trainer(
-        model, checkpoint_dir=out / f"{name}-{variant}-s{seed}-e{recipe['epochs']}",
-        resume=True, progress="plain", **recipe,
-    )  # fmt: skip
+    overrides = dict(VARIANTS[variant], seed=seed)
+    overrides["epochs"] = epochs or get_model_entry(name).recipe["epochs"]
+    run_dir = out / f"{name}-{variant}-s{seed}-e{overrides['epochs']}"
+    trainer = Trainer.from_recipe(
+        name, checkpoint_dir=run_dir, resume=True, progress="plain", **overrides
+    )
     history = trainer.fit(mnist_zoo.MNIST(data, split="train"))
     return history["val_acc"][-1]
 

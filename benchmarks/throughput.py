@@ -24,8 +24,7 @@ from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
 import mnist_zoo
-from mnist_zoo.registry import get_model_entry
-from mnist_zoo.training import Trainer, seed_everything
+from mnist_zoo.training import Trainer
 
 
 def study_loop_images_per_s(name: str, train: mnist_zoo.MNIST, batches: int) -> float:
@@ -39,11 +38,7 @@ def trainer_images_per_s(name: str, train: mnist_zoo.MNIST, images: int) -> tupl
 
     Two epochs are run and the second is timed, so one-off set-up costs are left out.
     """
-    recipe = dict(get_model_entry(name).recipe)
-    model_kwargs = recipe.pop("model_kwargs", {})
-    recipe.update(epochs=2, val_size=0, progress=False)
-    seed_everything(0)
-    trainer = Trainer(mnist_zoo.create_model(name, **model_kwargs), **recipe)
+    trainer = Trainer.from_recipe(name, epochs=2, val_size=0, progress=False)
     history = trainer.fit(Subset(train, range(images)))
     return history["images_per_s"][-1], trainer.precision
 

@@ -22,8 +22,7 @@ from study_loop import StudyLoop
 from torch.utils.data import Subset
 
 import mnist_zoo
-from mnist_zoo.registry import get_model_entry
-from mnist_zoo.training import Callback, Trainer, seed_everything
+from mnist_zoo.training import Callback, Trainer
 
 #: Test accuracies the study published after 30 epochs.
 STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
@@ -73,14 +72,11 @@ class _Watch(Callback):
 def ours(name: str, train: Subset, test: mnist_zoo.MNIST, target: float, epochs: int | None
          ) -> tuple[int | None, float, float]:  # fmt: skip
     """The Trainer with the registry recipe: (epochs, training seconds, best accuracy)."""
-    recipe = dict(get_model_entry(name).recipe)
-    model_kwargs = recipe.pop("model_kwargs", {})
-    recipe.update(val_size=0, progress=False)
+    overrides: dict[str, object] = {"val_size": 0, "progress": False}
     if epochs is not None:
-        recipe["epochs"] = epochs
-    seed_everything(recipe.get("seed", 0))
+        overrides["epochs"] = epochs
     watch = _Watch(test, target)
-    Trainer(mnist_zoo.create_model(name, **model_kwargs), callbacks=[watch], **recipe).fit(train)
+    Trainer.from_recipe(name, callbacks=[watch], **overrides).fit(train)
     if watch.reached is None:
         return None, watch.seconds, watch.best
     return watch.reached[0], watch.reached[1], watch.best

@@ -421,3 +421,21 @@ def test_torchrun_two_processes_end_with_identical_weights(
     # Each rank saw half of the 1,200 training images per epoch.
     last = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)
     assert last["config"]["batch_size"] == 64
+
+
+def test_from_recipe_uses_the_registry_recipe_with_overrides() -> None:
+    recipe = mnist_zoo.registry.get_model_entry("deepercnn").recipe
+    trainer = Trainer.from_recipe(
+        "deepercnn", epochs=2, device="cpu", model_kwargs={"batch_norm": True}
+    )
+    assert trainer.epochs == 2
+    assert trainer.lr == recipe["lr"] and trainer.label_smoothing == recipe["label_smoothing"]
+    assert trainer.model_name == "deepercnn" and trainer.model_kwargs == {"batch_norm": True}
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.model.modules())
+    # The recipe's seed fixes the initialisation.
+    again = Trainer.from_recipe(
+        "deepercnn", epochs=2, device="cpu", model_kwargs={"batch_norm": True}
+    )
+    _assert_same_weights(trainer.model, again.model)
+    with pytest.raises(KeyError, match="Did you mean 'deepercnn'"):
+        Trainer.from_recipe("deepcnn")

@@ -12,7 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["build_parser", "main"]
+__all__ = ["HUB_OWNER", "build_parser", "main"]
+
+#: The Hub account that publishes this project's weights.
+HUB_OWNER = "mnist-zoo"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -49,12 +52,17 @@ def _load_split(root: str | None, split: str, download: bool = False):  # noqa: 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_model
     from .hub import save_pretrained
-    from .registry import create_model, get_model_entry
-    from .training import Trainer, seed_everything
+    from .registry import get_model_entry
+    from .training import Trainer
 
     entry = get_model_entry(args.name)
-    recipe = dict(entry.recipe)
-    model_kwargs = recipe.pop("model_kwargs", {})
+    out = Path(args.out or f"runs/{entry.name}")
+    train = _load_split(args.data, "train", args.download)
+    test = _load_split(args.data, "test")
+    if args.limit is not None:
+        from torch.utils.data import Subset
+
+        train = Subset(train, range(min(args.limit, len(train))))
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -63,23 +71,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "device": args.device,
         "seed": args.seed,
     }
-    recipe.update({k: v for k, v in overrides.items() if v is not None})
-    out = Path(args.out or f"runs/{entry.name}")
-    train = _load_split(args.data, "train", args.download)
-    test = _load_split(args.data, "test")
-    if args.limit is not None:
-        from torch.utils.data import Subset
-
-        train = Subset(train, range(min(args.limit, len(train))))
-
-    seed_everything(recipe.get("seed", 0))
-    model = create_model(entry.name, **model_kwargs)
-    trainer = Trainer(
-        model,
-        checkpoint_dir=out / "checkpoints",
+    trainer = Trainer.from_recipe(
+        entry.name,
+        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints",
         resume=args.resume,
         progress="plain" if args.no_progress else "auto",
-        **recipe,
+        **{k: v for k, v in overrides.items() if v is not None},
     )
     start = time.perf_counter()
     history = trainer.fit(train)
@@ -90,20 +87,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     metrics.update(
         val_accuracy=history.rows[-1].get("val_acc", float("nan")),
         epochs_trained=len(history),
-        train_wall_time_s=round(wall, 1),
+        # Summed over epochs from the history, so a resumed run still counts all of them.
+        train_time_s=round(sum(history["epoch_time_s"]), 1),
     )
     save_pretrained(
         trainer.model.cpu(),
         out,
         name=entry.name,
-        model_kwargs=model_kwargs,
+        model_kwargs=trainer.model_kwargs,
         recipe=trainer.config(),
         metrics=metrics,
+        repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
     )
     print(
-        f"{entry.name}: test accuracy {100 * result.accuracy:.2f}% after {len(history)} epochs "
-        f"in {wall / 60:.1f} min (this run's training time; resumed runs count only this part). "
-        f"Weights in {out}/"
+        f"{entry.name}: test accuracy {100 * result.accuracy:.2f}% after {len(history)} epochs; "
+        f"training {metrics['train_time_s'] / 60:.1f} min over all epochs, this run's wall time "
+        f"{wall / 60:.1f} min. Weights in {out}/"
     )
     return 0
 
@@ -144,7 +143,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_to_hub
 
     folder = Path(args.folder or f"hub/{args.name}")
-    url = push_to_hub(folder, args.repo_id, token=args.token, commit_message=args.message)
+    url = push_to_hub(
+        folder, args.repo_id, token=args.token, commit_message=args.message, tag=args.tag
+    )
     print(f"Pushed {folder} to {args.repo_id}: {url}")
     return 0
 
@@ -174,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
-    p.add_argument("--out", help="output folder (default: runs/NAME)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--out", help="folder for the trained model in Hub layout (default: runs/NAME)")
+    p.add_argument("--checkpoint-dir", help="checkpoints and history (default: OUT/checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     p.add_argument("--data", help=data_help)
     p.add_argument("--download", action="store_true", help="download MNIST if missing")
     p.add_argument("--no-progress", action="store_true", help="plain log lines, no bars")
@@ -202,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folder", help="folder to upload (default: hub/NAME)")
     p.add_argument("--token", help="Hub token (default: the logged-in one)")
     p.add_argument("--message", default="Upload mnist_zoo weights", help="commit message")
+    p.add_argument(
+        "--tag", default=f"v{__version__}", help="tag the new commit (default: %(default)s)"
+    )
     p.set_defaults(func=_cmd_push)
     return parser
 

@@ -11,11 +11,12 @@ mnist_zoo.predict(ensemble, images)   # works like any single model
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["Ensemble"]
+__all__ = ["PRETRAINED_MEMBERS", "Ensemble", "load_pretrained_ensemble"]
 
 
 class Ensemble(nn.Module):
@@ -85,3 +86,23 @@ def _normalised_weights(weights: Sequence[float] | torch.Tensor | None, n: int) 
     if w.sum() == 0:
         raise ValueError("Weights must not all be zero.")
     return (w / w.sum()).float()
+
+
+#: The members of ``load_pretrained("ensemble")``: the study's three networks.
+PRETRAINED_MEMBERS = ("simplecnn", "deepercnn", "minivgg")
+
+
+def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
+    """The three pretrained models as one :class:`Ensemble` (equal weights), in eval mode.
+
+    Keyword arguments go to :func:`mnist_zoo.load_pretrained` for each member.
+    """
+    from .hub import load_pretrained
+
+    members = [load_pretrained(name, **kwargs) for name in PRETRAINED_MEMBERS]
+    ensemble = Ensemble(members).to(next(members[0].parameters()).device).eval()
+    ensemble.pretrained_cfg = {  # type: ignore[assignment]
+        "name": "ensemble",
+        "members": [m.pretrained_cfg for m in members],
+    }
+    return ensemble

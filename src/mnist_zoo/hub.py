@@ -1,11 +1,13 @@
 """Pretrained weights on the Hugging Face Hub: save, publish and load them safely.
 
-A model's weights live in a folder laid out exactly like its Hub repo::
+A model's weights live in a folder laid out exactly like its Hub repo:
 
-    hub/minivgg/
-        model.safetensors   fp32 state dict (never pickle)
-        config.json         architecture, builder kwargs, recipe, metrics, SHA-256 of the weights
-        README.md           model card: Hub YAML front matter + a short human summary
+```text
+hub/minivgg/
+    model.safetensors   fp32 state dict (never pickle)
+    config.json         architecture, builder kwargs, recipe, metrics, SHA-256 of the weights
+    README.md           model card: Hub YAML front matter + a short human summary
+```
 
 ```python
 import mnist_zoo.hub as hub
@@ -234,6 +236,15 @@ def save_pretrained(
     return folder
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _write_atomic(folder: Path, files: dict[str, bytes]) -> None:
     # Stage every file before renaming any, so a crash mid-save leaves the previous set whole.
     # Files are replaced one by one rather than the folder swapped, so a .git or other files
@@ -242,6 +253,8 @@ def _write_atomic(folder: Path, files: dict[str, bytes]) -> None:
     try:
         for filename, data in files.items():
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
+            # mkstemp makes owner-only files; published files should be readable as usual.
+            os.chmod(tmp, 0o666 & ~_UMASK)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             staged.append((tmp, filename))
@@ -281,9 +294,10 @@ def _model_card(entry: ModelEntry, model: nn.Module, config: dict[str, Any]) -> 
         eval_results=results or None,
     ).to_yaml()
 
+    # A folder meant for a Hub repo is loaded by name once published; otherwise by path.
     load_line = (
         f'model = mnist_zoo.load_pretrained("{entry.name}")'
-        if entry.pretrained is not None
+        if entry.pretrained is not None or config["repo_id"]
         else f'model = mnist_zoo.load_pretrained("hub/{entry.name}")  # a local copy of this repo'
     )
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
@@ -309,6 +323,9 @@ def _model_card(entry: ModelEntry, model: nn.Module, config: dict[str, Any]) -> 
         "",
         f"`{entry.name}({args})`: {count_parameters(model):,} parameters.",
         "",
+        f"Reproduce these weights with `mnist-zoo train {entry.name}` (mnist_zoo "
+        f"{__version__}, the registry's recipe below).",
+        "",
         "## Training recipe",
         "",
     ]
@@ -323,7 +340,14 @@ def _model_card(entry: ModelEntry, model: nn.Module, config: dict[str, Any]) -> 
     else:
         n = metrics.get("num_test_images")
         on = f" on the {n:,} MNIST test images" if n else " on the MNIST test set"
-        lines.append(f"Test accuracy: **{100 * acc:.2f}%**{on}.")
+        lines.append(f"Test accuracy: **{100 * acc:.2f}%**{on} (fp32), scored once after training.")
+        if "val_accuracy" in metrics and "epochs_trained" in metrics:
+            minutes = metrics.get("train_time_s", 0) / 60
+            took = f" in {minutes:.1f} min of training" if minutes else ""
+            lines.append(
+                f"Validation accuracy {100 * metrics['val_accuracy']:.2f}% (5,000 images held out "
+                f"of the training set) after {metrics['epochs_trained']} epochs{took}."
+            )
         per_class = metrics.get("per_class_accuracy")
         if per_class:
             lines += ["", "| digit | accuracy |", "|---:|---:|"]
@@ -356,6 +380,7 @@ def push_to_hub(
     commit_message: str = "Upload mnist_zoo weights",
     private: bool | None = None,
     endpoint: str | None = None,
+    tag: str | None = None,
 ) -> CommitInfo:
     """Upload a folder written by :func:`save_pretrained` to a Hub model repo.
 
@@ -371,6 +396,8 @@ def push_to_hub(
         commit_message: The commit's summary line.
         private: Visibility if the repo is created; ``None`` keeps the Hub's default.
         endpoint: Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
+        tag: Also tag the new commit, e.g. ``"v0.1.0"``: the registry pins a release's
+            weights by such a tag plus the file's SHA-256.
 
     Returns:
         The commit: a ``str`` of its URL, with the commit sha in ``.oid``.
@@ -393,13 +420,16 @@ def push_to_hub(
     api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
     if revision not in (None, "main"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    return api.upload_folder(
+    commit = api.upload_folder(
         repo_id=repo_id,
         folder_path=folder,
         revision=revision,
         commit_message=commit_message,
         allow_patterns=list(HUB_FILES),
     )
+    if tag is not None:
+        api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
+    return commit
 
 
 def _check_folder(folder: Path, required: tuple[str, ...] = HUB_FILES) -> None:
@@ -423,6 +453,15 @@ def _check_folder(folder: Path, required: tuple[str, ...] = HUB_FILES) -> None:
 #: keyword arguments (revision, device, cache_dir, local_files_only, endpoint), e.g. an
 #: ensemble built from several pretrained models. Checked before the registry.
 SPECIAL_LOADERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _load_ensemble(**kwargs: Any) -> nn.Module:
+    from .ensemble import load_pretrained_ensemble
+
+    return load_pretrained_ensemble(**kwargs)
+
+
+SPECIAL_LOADERS["ensemble"] = _load_ensemble
 
 
 def load_pretrained(

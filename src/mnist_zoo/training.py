@@ -520,8 +520,30 @@ class Trainer:
         self.stop_training = False
         self.ema: ModelEMA | None = None
         self._ddp_model: nn.Module | None = None
+        self.model_name: str | None = None
+        self.model_kwargs: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ public API
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> Trainer:
+        """A freshly initialised registry model and a Trainer set up by the model's recipe.
+
+        ``overrides`` replace recipe entries (``epochs=1``, ``checkpoint_dir=...``); a
+        ``model_kwargs`` dict is merged into the recipe's. The recipe's ``seed`` fixes the
+        initialisation too. The model's name and kwargs are kept as ``trainer.model_name``
+        and ``trainer.model_kwargs``, for :func:`mnist_zoo.save_pretrained`.
+        """
+        from .registry import create_model, get_model_entry
+
+        entry = get_model_entry(name)
+        recipe = dict(entry.recipe)
+        model_kwargs = {**recipe.pop("model_kwargs", {}), **overrides.pop("model_kwargs", {})}
+        recipe.update(overrides)
+        seed_everything(recipe.get("seed", 0))
+        trainer = cls(create_model(entry.name, **model_kwargs), **recipe)
+        trainer.model_name, trainer.model_kwargs = entry.name, model_kwargs
+        return trainer
 
     @property
     def is_main_process(self) -> bool:

@@ -1,0 +1,209 @@
+"""The scripts in examples/ run as their docstrings show, in their quick forms.
+
+Each runs in a subprocess with ``MNIST_ZOO_DATA`` pointing at the real data (skipped without
+it) and writes into a temporary folder. No pretrained weights are published yet and the Hub is
+never contacted: the scripts that load weights get a local Hub-layout folder of a freshly
+initialised SimpleCNN, so these tests check that the scripts work, not what the models know.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import mnist_zoo
+from mnist_zoo.hub import load_pretrained, save_pretrained
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STUDY_MODELS = ("simplecnn", "deepercnn", "minivgg")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_example(
+    script: str, *args: str | Path, mnist_root: Path, cwd: Path, expect: int = 0, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python examples/SCRIPT ARGS`` and check its exit status.
+
+    Args:
+        script: File name in examples/.
+        *args: Its command-line arguments.
+        mnist_root: Folder with the real MNIST files, passed as ``MNIST_ZOO_DATA``.
+        cwd: Working directory, so that default output folders land in the test's tmp_path.
+        expect: The expected exit status.
+        **env: Extra environment variables.
+
+    Returns:
+        The finished process, with its output as text.
+    """
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)],
+        cwd=cwd,
+        env={**os.environ, "MNIST_ZOO_DATA": str(mnist_root), **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == expect, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def assert_png(path: Path) -> None:
+    """``path`` is a non-trivial PNG file."""
+    assert path.is_file(), f"{path} was not written"
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000, f"{path} is not a real PNG"
+
+
+@pytest.fixture(scope="module")
+def random_simplecnn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hub-layout folder holding a seeded, untrained SimpleCNN."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("hub") / "simplecnn"
+    return save_pretrained(mnist_zoo.create_model("simplecnn"), folder, name="simplecnn")
+
+
+def test_quickstart_predicts_the_first_16_test_digits(
+    mnist_root: Path, random_simplecnn: Path, tmp_path: Path
+) -> None:
+    proc = run_example(
+        "quickstart.py", "--model", random_simplecnn, mnist_root=mnist_root, cwd=tmp_path
+    )
+    rows = re.findall(r"^\s*(\d+)\s+(\d)\s+(\d)\s+[\d.]+%", proc.stdout, flags=re.M)
+    assert [int(index) for index, _, _ in rows] == list(range(16))
+    true_labels = mnist_zoo.MNIST(mnist_root, split="test").targets[:16].tolist()
+    assert [int(true) for _, true, _ in rows] == true_labels
+    assert re.search(r"^\d+ of 16 correct$", proc.stdout, flags=re.M)
+
+
+def test_quickstart_explains_when_weights_cannot_be_loaded(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    # Offline with an empty cache: fails at once whether or not minivgg's weights are pinned.
+    proc = run_example(
+        "quickstart.py", mnist_root=mnist_root, cwd=tmp_path, expect=1,
+        HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
+    )  # fmt: skip
+    assert "Cannot load 'minivgg'" in proc.stderr
+    assert "examples/train.py" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_train_quick_saves_a_loadable_model(mnist_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_example(
+        "train.py", "--model", "simplecnn", "--quick", "--out", out,
+        mnist_root=mnist_root, cwd=tmp_path,
+    )  # fmt: skip
+    assert "simplecnn: test accuracy" in proc.stdout
+    assert (out / "checkpoints" / "history.csv").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["metrics"]["epochs_trained"] == 1
+    assert config["metrics"]["num_test_images"] == 10_000
+    # One epoch on 4,500 images is far from random guessing (10%).
+    assert config["metrics"]["test_accuracy"] > 0.5
+    assert load_pretrained(out).pretrained_cfg["name"] == "simplecnn"
+
+
+def test_eda_checks_the_data_and_draws_the_figures(mnist_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eda"
+    proc = run_example("eda.py", "--out", out, mnist_root=mnist_root, cwd=tmp_path)
+    assert "checks passed" in proc.stdout
+    for name in ("class_distribution.png", "samples.png", "mean_digits.png"):
+        assert_png(out / name)
+
+
+@pytest.fixture(scope="module")
+def quick_study(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of one ``study.py --quick`` run: ``report/`` and ``runs/`` inside."""
+    root = tmp_path_factory.mktemp("study")
+    run_example(
+        "study.py", "--quick", "--out", root / "report", "--runs", root / "runs",
+        mnist_root=mnist_root, cwd=root,
+    )  # fmt: skip
+    return root
+
+
+def report_figures(report: Path) -> list[str]:
+    """The image files report.md shows."""
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (report / "report.md").read_text())
+
+
+def accuracy_rows(report: Path) -> list[str]:
+    """The rows of report.md's accuracy table, as text."""
+    text = (report / "report.md").read_text()
+    return re.findall(r"^\| (?:simplecnn|deepercnn|minivgg|ensemble)[^\n]*\| [\d.]+% \|.*$",
+                      text, flags=re.M)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_study_quick_writes_the_report(quick_study: Path) -> None:
+    report = quick_study / "report"
+    text = (report / "report.md").read_text()
+    assert "Quick mode" in text
+    assert "All 8 checks passed." in text
+    for published in ("99.31%", "99.38%", "99.60%"):
+        assert published in text
+    assert "## Overlap of errors between the models" in text
+    assert "## Training" in text
+    figures = report_figures(report)
+    expected = {f"misclassified_{name}.png" for name in STUDY_MODELS} | {
+        "accuracy.png", "per_class_accuracy.png", "confusion_matrices.png",
+        "error_overlap.png", "training_curves.png", "accuracy_vs_time.png",
+    }  # fmt: skip
+    assert expected <= set(figures)
+    for figure in figures:
+        assert_png(report / figure)
+    for name in STUDY_MODELS:
+        assert (quick_study / "runs" / name / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_study_pretrained_rebuilds_the_same_report_from_the_weights(
+    quick_study: Path, mnist_root: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "report"
+    run_example(
+        "study.py", "--quick", "--pretrained", "--hub-dir", quick_study / "runs",
+        "--out", report, mnist_root=mnist_root, cwd=tmp_path,
+    )  # fmt: skip
+    # Same weights, same test images: the same accuracy, errors and ensemble, to the digit.
+    assert accuracy_rows(report) == accuracy_rows(quick_study / "report")
+    assert len(accuracy_rows(report)) == 4
+    # The histories saved beside the weights are found again.
+    assert "training_curves.png" in report_figures(report)
+
+
+def synthetic_digit(path: Path) -> Path:
+    """Draw a '7' in dark ink on light paper, off-centre in a landscape picture."""
+    image = Image.new("L", (160, 120), 235)
+    ImageDraw.Draw(image).line([(30, 20), (80, 20), (50, 100)], fill=20, width=7)
+    image.save(path)
+    return path
+
+
+def test_predict_image_draws_each_picture_and_reports_bad_files(
+    mnist_root: Path, random_simplecnn: Path, tmp_path: Path
+) -> None:
+    pictures = sorted(EXAMPLES.glob("images/*.png")) or [synthetic_digit(tmp_path / "seven.png")]
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("not a picture")
+    out = tmp_path / "predict"
+    proc = run_example(
+        "predict_image.py", *pictures, bad, "--model", random_simplecnn, "--out", out,
+        mnist_root=mnist_root, cwd=tmp_path, expect=1,
+    )  # fmt: skip
+    for picture in pictures:
+        assert re.search(rf"^{re.escape(str(picture))}: \d \([\d.]+%\), runner-up \d", proc.stdout,
+                         flags=re.M)  # fmt: skip
+        assert_png(out / f"{picture.stem}.png")
+    assert f"{bad}: error:" in proc.stderr
+    assert not (out / "not_an_image.png").exists()
