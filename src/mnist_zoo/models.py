@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_model
+from .registry import PretrainedWeights, register_model
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "DeeperCNN", "MiniVGG", "SimpleCNN", "Standardize"]
 
@@ -154,19 +154,44 @@ BASE_RECIPE: dict[str, object] = {
 }
 
 
-@register_model(recipe=BASE_RECIPE)
+#: The published weights of release v0.1.0: trained by `mnist-zoo train NAME` with the recipe
+#: above, pinned by tag and by the SHA-256 of the file (scripts/release.py prints these lines).
+_RELEASE = "v0.1.0"
+PRETRAINED = {
+    "simplecnn": PretrainedWeights(
+        repo_id="mnist-zoo/simplecnn",
+        revision=_RELEASE,
+        sha256="cde1eb2e64b8175c623cf000a970efd6dfdbd41b959cfc8a39d609b2255682df",
+        metrics={"test_accuracy": 0.9953},
+    ),
+    "deepercnn": PretrainedWeights(
+        repo_id="mnist-zoo/deepercnn",
+        revision=_RELEASE,
+        sha256="9147624059de80bfa3c5739e64325e15fb40488fce4b9dd72ae2a8975182a597",
+        metrics={"test_accuracy": 0.9961},
+    ),
+    "minivgg": PretrainedWeights(
+        repo_id="mnist-zoo/minivgg",
+        revision=_RELEASE,
+        sha256="12cb3c6bc85ba2d7dff25c86f431889772fef46b0962f5891c5c7bfed85ed8ab",
+        metrics={"test_accuracy": 0.9972},
+    ),
+}
+
+
+@register_model(recipe=BASE_RECIPE, pretrained=PRETRAINED["simplecnn"])
 def simplecnn(**kwargs: object) -> SimpleCNN:
     """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline."""
     return SimpleCNN(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model(recipe=BASE_RECIPE)
+@register_model(recipe=BASE_RECIPE, pretrained=PRETRAINED["deepercnn"])
 def deepercnn(**kwargs: object) -> DeeperCNN:
     """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm."""
     return DeeperCNN(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model(recipe=BASE_RECIPE)
+@register_model(recipe=BASE_RECIPE, pretrained=PRETRAINED["minivgg"])
 def minivgg(**kwargs: object) -> MiniVGG:
     """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout."""
     return MiniVGG(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,147 @@
+"""The published weights in hub/: served by a fake Hub, loaded by name, scored on real MNIST.
+
+Each model's accuracy on the 10,000 test images (fp32) must be the one its card states, to the
+hundredth of a percent, and the ensemble must reach what its card states (>= 99.70%).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from hub_server import FakeHub
+
+import mnist_zoo
+from mnist_zoo.ensemble import PRETRAINED_MEMBERS
+from mnist_zoo.hub import sha256_file
+from mnist_zoo.registry import get_model_entry
+
+HUB = Path(__file__).resolve().parents[1] / "hub"
+REQUIRED = {"simplecnn": 0.9940, "deepercnn": 0.9950, "minivgg": 0.9965, "ensemble": 0.9970}
+
+
+@pytest.fixture(scope="module")
+def fake_hub() -> FakeHub:
+    """hub/NAME served as repo ``entry.pretrained.repo_id`` with the pinned tag."""
+    fake = FakeHub()
+    for name in PRETRAINED_MEMBERS:
+        pin = get_model_entry(name).pretrained
+        assert pin is not None, f"{name} has no pinned weights in the registry"
+        commit = fake.add_folder(pin.repo_id, HUB / name)
+        fake.repos[pin.repo_id].refs[pin.revision] = commit
+    with fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def loaded(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    cache = tmp_path_factory.mktemp("hf-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        return {
+            name: mnist_zoo.load_pretrained(name, endpoint=fake_hub.url, cache_dir=cache)
+            for name in PRETRAINED_MEMBERS
+        } | {"cache": cache}
+
+
+@pytest.fixture(scope="module")
+def scored(loaded: dict, mnist_root: Path) -> dict[str, mnist_zoo.EvaluationResult]:
+    test = mnist_zoo.MNIST(mnist_root, split="test")
+    return {
+        name: mnist_zoo.evaluate_model(loaded[name], test.images, test.targets)
+        for name in PRETRAINED_MEMBERS
+    }
+
+
+def card_accuracy(name: str) -> float:
+    return json.loads((HUB / name / "config.json").read_text())["metrics"]["test_accuracy"]
+
+
+@pytest.mark.parametrize("name", PRETRAINED_MEMBERS)
+def test_registry_pins_the_files_in_hub(name: str) -> None:
+    pin = get_model_entry(name).pretrained
+    assert pin is not None
+    assert pin.sha256 == sha256_file(HUB / name / pin.filename)
+    assert pin.revision == f"v{mnist_zoo.__version__}"
+    assert pin.metrics["test_accuracy"] == card_accuracy(name)
+    card = (HUB / name / "README.md").read_text()
+    assert f"{100 * card_accuracy(name):.2f}%" in card
+    assert "model-index" in card and "license: mit" in card
+
+
+@pytest.mark.parametrize("name", PRETRAINED_MEMBERS)
+def test_pretrained_accuracy_is_what_the_card_says(
+    name: str, scored: dict[str, mnist_zoo.EvaluationResult], loaded: dict
+) -> None:
+    measured = scored[name].accuracy
+    assert round(100 * measured, 2) == round(100 * card_accuracy(name), 2)
+    assert measured >= REQUIRED[name]
+    model = loaded[name]
+    assert not model.training
+    assert model.pretrained_cfg["metrics"]["test_accuracy"] == card_accuracy(name)
+
+
+def test_ensemble_reaches_its_card(
+    scored: dict[str, mnist_zoo.EvaluationResult], fake_hub: FakeHub, loaded: dict,
+    mnist_root: Path,
+) -> None:  # fmt: skip
+    test = mnist_zoo.MNIST(mnist_root, split="test")
+    probs = torch.stack([scored[n].probabilities for n in PRETRAINED_MEMBERS]).mean(0)
+    accuracy = float((probs.argmax(1) == test.targets).double().mean())
+    card = json.loads((HUB / "ensemble" / "config.json").read_text())["metrics"]
+    assert round(100 * accuracy, 2) == round(100 * card["test_accuracy"], 2)
+    assert accuracy >= REQUIRED["ensemble"]
+
+    # load_pretrained("ensemble") is the same model: check it on a slice of the test set.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        ensemble = mnist_zoo.load_pretrained(
+            "ensemble", endpoint=fake_hub.url, cache_dir=loaded["cache"]
+        )
+    with torch.no_grad():
+        got = ensemble(test.images[:300].float() / 255).softmax(1)
+    torch.testing.assert_close(got, probs[:300], atol=1e-5, rtol=1e-4)
+
+
+def test_readme_one_liner_from_a_fresh_cache_with_env_vars(
+    fake_hub: FakeHub, tmp_path: Path, mnist_root: Path, loaded: dict
+) -> None:
+    """As a user would: HF_ENDPOINT and HF_HOME set, nothing cached, `load_pretrained(name)`."""
+    script = (
+        "import mnist_zoo, torch\n"
+        'model = mnist_zoo.load_pretrained("minivgg")\n'
+        f"test = mnist_zoo.MNIST({str(mnist_root)!r}, split='test')\n"
+        "with torch.no_grad(): print(model(test.images[:500].float() / 255).argmax(1).tolist())\n"
+        "print(model.pretrained_cfg['sha256'])\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels, sha = proc.stdout.strip().splitlines()[-2:]
+    assert sha == get_model_entry("minivgg").pretrained.sha256
+    test = mnist_zoo.MNIST(mnist_root, split="test")
+    with torch.no_grad():
+        expected = loaded["minivgg"](test.images[:500].float() / 255).argmax(1).tolist()
+    assert json.loads(labels) == expected
+    assert (tmp_path / "hf" / "hub").is_dir()  # cached where HF_HOME says
+
+
+def test_cli_predict_reads_the_handwritten_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    images = sorted((HUB.parent / "examples" / "images").glob("*.png"))
+    assert images
+    from mnist_zoo.cli import main
+
+    assert main(["predict", *map(str, images), "--model", str(HUB / "minivgg")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for path, line in zip(images, out, strict=True):
+        stem = path.stem.split("_")[0]
+        truth = int(stem) if stem.isdigit() else words.index(stem)
+        assert line.startswith(f"{path}: {truth} ("), line
