@@ -4,7 +4,7 @@ Run from the repository root::
 
     python examples/study.py                               # train the three models, then report
     python examples/study.py --epochs 30                   # train as long as the study did
-    python examples/study.py --pretrained                  # published weights from the Hub
+    python examples/study.py --pretrained                  # the published (pinned) weights
     python examples/study.py --pretrained --hub-dir hub/   # local Hub-layout folders hub/NAME/
     python examples/study.py --pretrained --hub-dir hub/ --histories runs/   # + training curves
     python examples/study.py --quick                       # smoke run: 1,000 images, 1 epoch
@@ -13,7 +13,8 @@ Training uses each model's registry recipe (``--epochs`` overrides its length), 
 epoch under ``--runs`` (default ``runs/study/NAME/``) and resumes from there, so an interrupted
 run loses at most one epoch. Each trained model is saved there in Hub layout too, so
 ``--pretrained --hub-dir runs/study`` rebuilds the report from the weights, training curves
-included. ``--pretrained`` evaluates the weights only, a minute or two on a CPU; for weights
+included. ``--pretrained`` evaluates the weights only, a minute or two on a CPU; it takes them from
+``hub/NAME/`` when this checkout has the pinned file (same SHA-256), else from the Hub; for weights
 trained elsewhere, ``--histories DIR`` finds their ``DIR/NAME/history.csv`` (as
 ``mnist-zoo train --checkpoint-dir runs/NAME`` writes it) for the training curves.
 
@@ -49,7 +50,7 @@ from torch import nn
 
 import mnist_zoo
 from mnist_zoo.evaluation import EvaluationResult, confusion_matrix, evaluate_model
-from mnist_zoo.hub import HubError, load_pretrained, save_pretrained
+from mnist_zoo.hub import HubError, load_pretrained, save_pretrained, sha256_file
 from mnist_zoo.registry import count_parameters, get_model_entry
 from mnist_zoo.training import History, Trainer, seed_everything
 
@@ -208,6 +209,23 @@ def find_history(name: str, weights_dir: Path, histories: Path | None) -> Histor
     return History.from_csv(found) if found is not None else None
 
 
+def pinned_copy(name: str) -> str | Path:
+    """Where ``--pretrained`` loads ``name`` from when no ``--hub-dir`` is given.
+
+    A checkout of mnist_zoo ships the published weights under ``hub/NAME/``. When that file has
+    exactly the SHA-256 the registry pins, it is the same file the Hub serves, so it is used
+    and nothing is downloaded; otherwise the registry name is returned and the weights come
+    from the Hub (cached, pinned and verified by ``load_pretrained``).
+    """
+    pin = get_model_entry(name).pretrained
+    local = Path(__file__).resolve().parents[1] / "hub" / name
+    weights = local / pin.filename if pin is not None else None
+    if weights is not None and weights.is_file() and sha256_file(weights) == pin.sha256:
+        print(f"{name}: using {local} (the pinned Hub weights, same SHA-256)")
+        return local
+    return name
+
+
 def get_models(
     args: argparse.Namespace, train: mnist_zoo.MNIST
 ) -> list[tuple[str, nn.Module, History | None, float | None, str]]:
@@ -226,7 +244,7 @@ def get_models(
     models = []
     for name in args.models:
         if args.pretrained:
-            where = args.hub_dir / name if args.hub_dir is not None else name
+            where = args.hub_dir / name if args.hub_dir is not None else pinned_copy(name)
             model = load_pretrained(where, device="cpu")
             cfg = model.pretrained_cfg
             history = find_history(name, Path(cfg["source"]).parent, args.histories)
