@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_zoo.data import SPLITS, candidate_names, find_mnist_file
 
@@ -106,3 +107,13 @@ def mnist_kaggle_root(
     """Real MNIST decompressed, Kaggle naming: ``train-images.idx3-ubyte``, ..."""
     target = tmp_path_factory.mktemp("mnist-kaggle")
     return _write_copies(target, mnist_contents, _kaggle_name, compress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Run a module on one thread: small models gain nothing from more, and when another process
+    keeps the cores busy, torch's spinning worker threads make training 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

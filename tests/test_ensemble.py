@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,15 +12,7 @@ from mnist_zoo import create_model
 from mnist_zoo.ensemble import Ensemble
 from mnist_zoo.inference import predict
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one thread: these small models gain nothing from more, and when another process
-    keeps the cores busy, torch's spinning worker threads make training 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def seeded(name: str = "simplecnn", seed: int = 0) -> nn.Module:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,7 @@ EXAMPLE_PATHS = sorted(EXAMPLES.glob("*.png"))
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Run on one thread: these small models gain nothing from more, and when another process
-    keeps the cores busy, torch's spinning worker threads make training 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
