@@ -412,7 +412,7 @@ class Trainer:
         precision: "auto", "fp32", "bf16" (autocast, CPU and CUDA) or "fp16" (CUDA, with a grad
             scaler). "auto" picks bf16 on a CPU or GPU that supports it.
         epochs: number of epochs (>= 1).
-        batch_size: training batch size.
+        batch_size: training batch size (per process under torchrun).
         optimizer: "adamw", "adam" or "sgd" (momentum 0.9, Nesterov).
         lr: learning rate; the peak rate for "onecycle" and "cosine".
         weight_decay: decoupled for AdamW, L2 for Adam and SGD.
