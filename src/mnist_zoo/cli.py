@@ -11,6 +11,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the data module (and torch) load only when a command needs them
+    from .data import MNIST
 
 __all__ = ["HUB_OWNER", "build_parser", "main"]
 
@@ -43,7 +47,7 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _load_split(root: str | None, split: str, download: bool = False):  # noqa: ANN202
+def _load_split(root: str | None, split: str, download: bool = False) -> MNIST:
     from .data import MNIST
 
     return MNIST(root, split=split, download=download)

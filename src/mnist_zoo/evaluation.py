@@ -16,6 +16,7 @@ __all__ = [
     "evaluate_model",
     "most_confused",
     "predict_logits",
+    "to_float_images",
 ]
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,8 +29,9 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
 
 
-def _to_float_images(images: torch.Tensor) -> torch.Tensor:
-    # uint8 storage is MNIST's own; the models take float in [0, 1].
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Images as the models take them: uint8 (MNIST's storage) scaled to float in [0, 1],
+    anything else cast to float as it is."""
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
@@ -52,7 +54,7 @@ def predict_logits(
     try:
         outputs = []
         for start in range(0, len(images), batch_size):
-            batch = _to_float_images(images[start : start + batch_size].to(device))
+            batch = to_float_images(images[start : start + batch_size].to(device))
             with autocast_context(device, precision):
                 outputs.append(model(batch).float())
         if not outputs:

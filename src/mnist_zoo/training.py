@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .evaluation import EvaluationResult, autocast_context, evaluate_model
+from .evaluation import EvaluationResult, autocast_context, evaluate_model, to_float_images
 
 __all__ = [
     "Callback",
@@ -996,10 +996,26 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 class _Batches:
     """Yields (float images on the device, int64 labels on the device) for one epoch."""
 
+    t: Trainer
+    training: bool
     steps_per_epoch: int
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         raise NotImplementedError
+
+    def _augment_generator(self, epoch: int) -> torch.Generator:
+        # Depends on (seed, epoch, rank) only: a resumed run replays the same augmentation.
+        t = self.t
+        return torch.Generator().manual_seed((t.seed * 1_000_003 + epoch) * 31 + t.rank + 1)
+
+    def _prepare(self, x: torch.Tensor, aug_gen: torch.Generator) -> torch.Tensor:
+        """Float in [0, 1], augmented when training, in the Trainer's memory format."""
+        x = to_float_images(x)
+        if self.training and self.t.augment is not None:
+            x = self.t.augment(x, aug_gen)
+        if self.t.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
 
 class _TensorBatches(_Batches):
@@ -1025,21 +1041,15 @@ class _TensorBatches(_Batches):
             # Order and augmentation depend on (seed, epoch) only: a resumed run replays them.
             gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch)
             order = torch.randperm(n, generator=gen)[t.rank :: t.world_size][: self.per_rank]
-            aug_gen = torch.Generator().manual_seed((t.seed * 1_000_003 + epoch) * 31 + t.rank + 1)
             bs = t.batch_size
         else:
             order = torch.arange(t.rank, n, t.world_size)
             bs = t.eval_batch_size
         order = order.to(t.device)
+        aug_gen = self._augment_generator(epoch)
         for i in range(self.steps_per_epoch if self.training else math.ceil(len(order) / bs)):
             idx = order[i * bs : (i + 1) * bs]
-            x = self.images[idx]
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-            if self.training and t.augment is not None:
-                x = t.augment(x, aug_gen)
-            if t.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.targets[idx]
+            yield self._prepare(self.images[idx], aug_gen), self.targets[idx]
 
 
 class _LoaderBatches(_Batches):
@@ -1071,14 +1081,10 @@ class _LoaderBatches(_Batches):
         t = self.t
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
-        aug_gen = torch.Generator().manual_seed((t.seed * 1_000_003 + epoch) * 31 + t.rank + 1)
+        aug_gen = self._augment_generator(epoch)
         for x, y in self.loader:
             x = x.to(t.device, non_blocking=True)
             if x.ndim == 3:
                 x = x.unsqueeze(1)
-            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-            if self.training and t.augment is not None:
-                x = t.augment(x, aug_gen)
-            if t.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, torch.as_tensor(y).to(t.device, non_blocking=True).long()
+            y = torch.as_tensor(y).to(t.device, non_blocking=True).long()
+            yield self._prepare(x, aug_gen), y
