@@ -92,7 +92,7 @@ def main() -> int:
     for name in args.models:
         heavy = name == "minivgg"
         if args.quick:
-            batches, images, repeats = (5, 768, 2) if heavy else (30, 5120, 3)
+            batches, images, repeats = (5, 768, 3) if heavy else (30, 5120, 3)
         else:
             batches, images, repeats = (15, 2048, 3) if heavy else (100, 12800, 4)
         study, ours, precision = compare(name, train, batches, images, repeats)

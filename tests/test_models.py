@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -85,3 +87,56 @@ def test_models_work_in_channels_last_and_bf16() -> None:
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x)
     assert out.shape == (4, 10)
+
+
+def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The same model built from plain nn.Sequential and nn.Flatten, as the study wrote it."""
+    plain = copy.deepcopy(model)
+    plain.features = torch.nn.Sequential(*plain.features)
+    plain.classifier = torch.nn.Sequential(
+        *(torch.nn.Flatten() if isinstance(m, torch.nn.Flatten) else m for m in plain.classifier)
+    )
+    return plain
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-channels-last"])
+@pytest.mark.parametrize("name", sorted(STUDY_PARAMETERS))
+def test_fast_layers_give_bitwise_the_plain_models_outputs_and_gradients(
+    name: str, precision: str
+) -> None:
+    # Features pools before its ReLU and Flatten returns channels-last gradients: both must be
+    # pure speed-ups, or the published weights would no longer be reproducible.
+    torch.manual_seed(0)
+    model = create_model(name)
+    plain = _plain_copy(model)
+    bf16 = precision.startswith("bf16")
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    results = []
+    for m in (model, plain):
+        if bf16:
+            m.to(memory_format=torch.channels_last)
+        torch.manual_seed(1)  # the same dropout mask for both
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = m(x)
+        torch.nn.functional.cross_entropy(out.float(), y).backward()
+        results.append((out, [p.grad for p in m.parameters()]))
+    (out, grads), (plain_out, plain_grads) = results
+    assert torch.equal(out, plain_out)
+    assert all(torch.equal(g, h) for g, h in zip(grads, plain_grads, strict=True))
+    assert list(model.state_dict()) == list(plain.state_dict())
+
+
+def test_flatten_returns_the_gradient_in_its_inputs_memory_format() -> None:
+    leaf = torch.rand(2, 4, 3, 3, requires_grad=True)
+    x = leaf.contiguous(memory_format=torch.channels_last)
+    out = mnist_zoo.models.Flatten()(x)
+    seen: list[bool] = []
+    x.register_hook(lambda g: seen.append(g.is_contiguous(memory_format=torch.channels_last)))
+    out.sum().backward()
+    assert seen == [True]
+    assert torch.equal(out, torch.flatten(x, 1))
+
+
+def test_features_print_in_the_studys_order() -> None:
+    layers = [type(m).__name__ for m in create_model("simplecnn").features]
+    assert layers == ["Conv2d", "ReLU", "MaxPool2d"] * 2
