@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -89,16 +87,6 @@ def test_models_work_in_channels_last_and_bf16() -> None:
     assert out.shape == (4, 10)
 
 
-def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """The same model built from plain nn.Sequential and nn.Flatten, as the study wrote it."""
-    plain = copy.deepcopy(model)
-    plain.features = torch.nn.Sequential(*plain.features)
-    plain.classifier = torch.nn.Sequential(
-        *(torch.nn.Flatten() if isinstance(m, torch.nn.Flatten) else m for m in plain.classifier)
-    )
-    return plain
-
-
 @pytest.mark.parametrize("precision", ["fp32", "bf16-channels-last"])
 @pytest.mark.parametrize("name", sorted(STUDY_PARAMETERS))
 def test_fast_layers_give_bitwise_the_plain_models_outputs_and_gradients(
@@ -108,7 +96,7 @@ def test_fast_layers_give_bitwise_the_plain_models_outputs_and_gradients(
     # pure speed-ups, or the published weights would no longer be reproducible.
     torch.manual_seed(0)
     model = create_model(name)
-    plain = _plain_copy(model)
+    plain = mnist_zoo.models.with_plain_layers(model)
     bf16 = precision.startswith("bf16")
     x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
     results = []
@@ -140,3 +128,12 @@ def test_flatten_returns_the_gradient_in_its_inputs_memory_format() -> None:
 def test_features_print_in_the_studys_order() -> None:
     layers = [type(m).__name__ for m in create_model("simplecnn").features]
     assert layers == ["Conv2d", "ReLU", "MaxPool2d"] * 2
+
+
+def test_with_plain_layers_swaps_only_the_fast_layers() -> None:
+    model = create_model("minivgg")
+    plain = mnist_zoo.models.with_plain_layers(model)
+    assert type(plain.features) is torch.nn.Sequential
+    assert type(plain.classifier[0]) is torch.nn.Flatten
+    assert type(model.features) is mnist_zoo.models.Features  # the original is left alone
+    assert [type(m) for m in plain.features] == [type(m) for m in model.features]

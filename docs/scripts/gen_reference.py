@@ -70,8 +70,8 @@ def layer_rows(model: nn.Module) -> list[tuple[str, str, str, int]]:
     """Each leaf layer in the order the forward pass runs it.
 
     Args:
-        model: The model; it is run once on a zero batch of one image (and its ``Features``
-            replaced by a plain ``nn.Sequential``).
+        model: The model; it is run once on a zero batch of one image (a copy with its
+            plain layers, ``mnist_zoo.models.with_plain_layers``).
 
     Returns:
         (name, description, output shape without the batch dimension, parameters) per layer.
@@ -79,10 +79,8 @@ def layer_rows(model: nn.Module) -> list[tuple[str, str, str, int]]:
     rows: list[tuple[str, str, str, int]] = []
     hooks = []
     # Features runs each ReLU -> MaxPool2d pair pool-first (the same result, faster); the table
-    # shows the study's order and shapes, which a plain Sequential of the same layers gives.
-    for child_name, child in list(model.named_children()):
-        if isinstance(child, mnist_zoo.models.Features):
-            setattr(model, child_name, nn.Sequential(*child))
+    # shows the study's order and shapes, which the plain layers give.
+    model = mnist_zoo.models.with_plain_layers(model)
     for name, module in model.named_modules():
         if next(module.children(), None) is not None:
             continue

@@ -1,11 +1,11 @@
 """Plot test accuracy against training time from the log of ``benchmarks/time_to_accuracy.py``.
 
-    python benchmarks/time_to_accuracy.py simplecnn --max-study-epochs 15 | tee tta.log
+    python benchmarks/time_to_accuracy.py simplecnn deepercnn | tee tta.log
     python docs/scripts/plot_time_to_accuracy.py tta.log docs/img/study/time_to_accuracy.png
 
 Reads the per-epoch lines the benchmark prints (``study  NAME epoch N: test X%  (Ts)`` and
-``trainer epoch N: test X%  (Ts)``) and draws one curve for the study's loop and one for the
-Trainer's recipe, with the study's published accuracy as a line.
+``trainer epoch N: test X%  (Ts)``) and draws, for each model in the log, one curve for the study's
+loop and one for the Trainer's recipe, with the study's published accuracy as a line.
 """
 
 from __future__ import annotations
@@ -24,26 +24,34 @@ def main(log: str, out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves: dict[str, list[tuple[float, float]]] = {"study": [], "trainer": []}
-    target = None
+    # One panel per model: its section starts with "NAME: target X%".
+    panels: dict[str, dict] = {}
+    current: dict | None = None
     for line in Path(log).read_text().splitlines():
         if m := re.match(r"^(\w+): target ([\d.]+)%", line):
-            target = float(m.group(2))
-        if m := LINE.match(line):
-            curves[m.group(1)].append((int(m.group(4)) / 60, float(m.group(3))))
-    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=100)
+            current = {"target": float(m.group(2)), "study": [], "trainer": []}
+            panels[m.group(1)] = current
+        elif (m := LINE.match(line)) and current is not None:
+            current[m.group(1)].append((int(m.group(4)) / 60, float(m.group(3))))
+    if not panels:
+        raise SystemExit(f"{log}: no 'NAME: target X%' section found")
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6.5 * len(panels), 3.4), dpi=100, squeeze=False
+    )
     labels = {"study": "study's loop (Adam, batch 64, fp32)", "trainer": "Trainer recipe"}
-    for key, points in curves.items():
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", ms=3, label=labels[key])
-    if target is not None:
+    for ax, (name, panel) in zip(axes[0], panels.items(), strict=True):
+        for key in ("study", "trainer"):
+            if panel[key]:
+                xs, ys = zip(*panel[key], strict=True)
+                ax.plot(xs, ys, marker="o", ms=3, label=labels[key])
+        target = panel["target"]
         ax.axhline(target, color="grey", ls="--", lw=1, label=f"study's figure ({target:.2f}%)")
-    ax.set_xlabel("training time (minutes, 2-core CPU)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(98.0, 99.7)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(name)
+        ax.set_xlabel("training time (minutes, 2-core CPU)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(98.0, 99.7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(out)
 

@@ -9,6 +9,8 @@ output and on a user's own array alike. All 3x3 convolutions use padding 1; ever
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -23,6 +25,7 @@ __all__ = [
     "MiniVGG",
     "SimpleCNN",
     "Standardize",
+    "with_plain_layers",
 ]
 
 #: Pixel mean and std of MNIST's 60,000 training images scaled to [0, 1].
@@ -109,6 +112,23 @@ class Flatten(nn.Flatten):
 
 def _to_channels_last(grad: torch.Tensor) -> torch.Tensor:
     return grad.contiguous(memory_format=torch.channels_last)
+
+
+def with_plain_layers(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` built from plain ``nn.Sequential`` and ``nn.Flatten``, as the study's.
+
+    The weights, state-dict keys, outputs and gradients are the same; only the speed-ups of
+    :class:`Features` and :class:`Flatten` are gone. The tests and
+    ``benchmarks/fast_layers.py`` compare the two.
+    """
+    plain = copy.deepcopy(model)
+    for child in list(plain.modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, Features):
+                setattr(child, attr, nn.Sequential(*sub))
+            elif isinstance(sub, Flatten):
+                setattr(child, attr, nn.Flatten(sub.start_dim, sub.end_dim))
+    return plain
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
