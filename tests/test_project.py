@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mnist_zoo
@@ -48,3 +50,25 @@ def test_every_public_function_has_a_docstring_and_type_hints() -> None:
                 if v.annotation is inspect.Parameter.empty and v.kind not in (v.VAR_KEYWORD,)
             ]
     assert not missing, missing
+
+
+def test_every_benchmark_script_imports_and_parses_its_arguments() -> None:
+    # The benchmarks are not run by the tests (they time things); this keeps them from rotting.
+    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+    # One interpreter runs each script's --help, so torch is imported once.
+    runner = (
+        "import runpy, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'benchmarks')!r})\n"
+        f"for path in {[str(p) for p in scripts]!r}:\n"
+        "    sys.argv = [path, '--help']\n"
+        "    try:\n"
+        "        runpy.run_path(path, run_name='__main__')\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code in (0, None), (path, e.code)\n"
+        "    print('imported and parsed:', path)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", runner], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("imported and parsed:") == len(scripts) >= 6, out.stdout
