@@ -137,3 +137,11 @@ def test_with_plain_layers_swaps_only_the_fast_layers() -> None:
     assert type(plain.classifier[0]) is torch.nn.Flatten
     assert type(model.features) is mnist_zoo.models.Features  # the original is left alone
     assert [type(m) for m in plain.features] == [type(m) for m in model.features]
+
+
+def test_features_keeps_a_pool_that_returns_indices_after_its_relu() -> None:
+    layers = (torch.nn.ReLU(), torch.nn.MaxPool2d(2, return_indices=True))
+    x = torch.randn(1, 2, 4, 4)
+    values, indices = mnist_zoo.models.Features(*layers)(x)
+    plain_values, plain_indices = torch.nn.Sequential(*layers)(x)
+    assert torch.equal(values, plain_values) and torch.equal(indices, plain_indices)
