@@ -145,3 +145,11 @@ def test_features_keeps_a_pool_that_returns_indices_after_its_relu() -> None:
     values, indices = mnist_zoo.models.Features(*layers)(x)
     plain_values, plain_indices = torch.nn.Sequential(*layers)(x)
     assert torch.equal(values, plain_values) and torch.equal(indices, plain_indices)
+
+
+def test_models_export_with_the_fast_layers() -> None:
+    # Users export zoo models; the fast layers must not get in torch.export's way.
+    model = create_model("simplecnn").eval()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(torch.export.export(model, (x,)).module()(x), model(x))
