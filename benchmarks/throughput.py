@@ -109,10 +109,11 @@ def main() -> int:
         flops = training_flops_per_image("minivgg")
         seconds = 2.0 if args.quick else 5.0
         print(f"minivgg: {flops / 1e9:.3f} GFLOP per training image")
-        for who, rate, dtype in (("trainer", vgg_rates[1], torch.bfloat16),
-                                 ("study", vgg_rates[0], torch.float32)):  # fmt: skip
+        sides = [("trainer", vgg_rates[1], torch.bfloat16, "bf16"),
+                 ("study", vgg_rates[0], torch.float32, "fp32")]  # fmt: skip
+        for who, rate, dtype, label in sides:
             achieved, peak = flops * rate / 1e9, matmul_gflops(dtype, seconds)
-            print(f"  {who:<8}{achieved:>5.0f} GFLOP/s achieved; {str(dtype)[6:]} matmul peak "
+            print(f"  {who:<8}{achieved:>5.0f} GFLOP/s achieved; {label} matmul peak "
                   f"{peak:.0f} GFLOP/s ({100 * achieved / peak:.0f}% of peak)")  # fmt: skip
     ok = all(r >= args.min_ratio for r in ratios.values())
     summary = ", ".join(f"{n} {r:.2f}x" for n, r in ratios.items())

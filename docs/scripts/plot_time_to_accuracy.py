@@ -4,8 +4,8 @@
     python docs/scripts/plot_time_to_accuracy.py tta.log docs/img/study/time_to_accuracy.png
 
 Reads the per-epoch lines the benchmark prints (``study  NAME epoch N: test X%  (Ts)`` and
-``trainer epoch N: test X%  (Ts)``) and draws, for each model in the log, one curve for the study's
-loop and one for the Trainer's recipe, with the study's published accuracy as a line.
+``trainer epoch N: test X%  (Ts)``) and draws, for each model in the log, one curve for the
+study's loop and one for the Trainer's recipe, with the study's published accuracy as a line.
 """
 
 from __future__ import annotations
