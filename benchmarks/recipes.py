@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import mnist_zoo
-from mnist_zoo.registry import get_model_entry
-from mnist_zoo.training import RandomAffine, Trainer
+from mnist_zoo.training import RandomAffine, Trainer, get_recipe
 
 #: Named changes to a registry recipe.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -39,7 +38,7 @@ def run(
 ) -> float:
     """Train one (model, variant, seed) and return its final validation accuracy."""
     overrides = dict(VARIANTS[variant], seed=seed)
-    overrides["epochs"] = epochs or get_model_entry(name).recipe["epochs"]
+    overrides["epochs"] = epochs or get_recipe(name).epochs
     run_dir = out / f"{name}-{variant}-s{seed}-e{overrides['epochs']}"
     trainer = Trainer.from_recipe(
         name, checkpoint_dir=run_dir, resume=True, progress="plain", **overrides

@@ -1,9 +1,11 @@
 """The study's look at the data: the data checks, the class distribution and sample digits.
 
-Run from the repository root::
+Run from the repository root, with MNIST in the folder ``DIR`` (the four IDX files)::
 
-    python examples/eda.py                    # writes report/eda/*.png
-    python examples/eda.py --out docs/img     # the figures used in the documentation
+    python examples/eda.py --data DIR                    # writes report/eda/*.png
+    python examples/eda.py --data DIR --out docs/img     # the figures of the documentation
+
+Without ``--data`` MNIST is read from ``$MNIST_ZOO_DATA`` (``export MNIST_ZOO_DATA=DIR``).
 
 It takes a few seconds, so there is no separate quick mode. It prints the report of
 ``mnist_zoo.check_mnist`` and stops with exit status 1 if a check fails; otherwise it writes
@@ -12,8 +14,8 @@ It takes a few seconds, so there is no separate quick mode. It prints the report
 * ``samples.png``: the first ten training images of each digit, one row per digit;
 * ``mean_digits.png``: the mean training image of each digit.
 
-MNIST is read from ``--data`` or ``$MNIST_ZOO_DATA``. Needs matplotlib
-(``pip install "mnist-zoo[plot]"``).
+Needs matplotlib (``pip install "mnist-zoo[plot]"``); without it the script says so in one line
+and exits with status 1.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ import mnist_zoo
 SAMPLES_PER_DIGIT = 10
 #: Small, crisp PNGs: the figures are committed to the documentation.
 DPI = 100
+#: The one line printed instead of a traceback when the ``plot`` extra is not installed.
+PLOT_EXTRA_MISSING = 'eda.py: error: the figures need matplotlib: pip install "mnist-zoo[plot]"'
+#: Figure width in inches: the documentation's text column at ``DPI`` (about 720 px), so the
+#: figures are shown there at full size and their labels stay readable.
+WIDTH = 7.2
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,7 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         The parsed options.
     """
     parser = argparse.ArgumentParser(description="MNIST data checks and overview figures.")
-    parser.add_argument("--data", help="MNIST folder (default: $MNIST_ZOO_DATA)")
+    parser.add_argument("--data", metavar="DIR", help="MNIST folder (default: $MNIST_ZOO_DATA)")
     parser.add_argument("--out", type=Path, default=Path("report/eda"), help="folder for PNGs")
     return parser.parse_args(argv)
 
@@ -58,18 +65,19 @@ def plot_class_distribution(train: mnist_zoo.MNIST, test: mnist_zoo.MNIST, path:
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    # One above the other: side by side, the count labels would not fit above their bars.
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 5.2))
     for ax, split, colour in zip(axes, (train, test), ("tab:blue", "tab:orange"), strict=True):
         counts = np.bincount(split.targets.numpy(), minlength=10)
         bars = ax.bar(range(10), counts, color=colour)
-        ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=7, padding=2)
-        ax.set_title(f"{split.split}: {len(split):,} images")
+        ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=9, padding=2)
+        ax.set_title(f"{split.split}: {len(split):,} images", fontsize=10)
         ax.set_xticks(range(10))
-        ax.set_xlabel("digit")
+        ax.set_ylabel("images")
         # Headroom for the count labels above the tallest bar.
         ax.set_ylim(0, counts.max() * 1.15)
         ax.spines[["top", "right"]].set_visible(False)
-    axes[0].set_ylabel("images")
+    axes[1].set_xlabel("digit")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
@@ -134,7 +142,7 @@ def plot_mean_digits(train: mnist_zoo.MNIST, path: Path) -> None:
     images = train.images[:, 0].numpy().astype(np.float32) / 255
     means = np.stack([images[labels == d].mean(axis=0) for d in range(10)])
 
-    fig, ax = plt.subplots(figsize=(8, 1.3))
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.3))
     ax.imshow(digit_mosaic(means, 10), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([14 + 30 * d for d in range(10)], [str(d) for d in range(10)])
     ax.set_yticks([])
@@ -151,11 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments; ``None`` reads ``sys.argv``.
 
     Returns:
-        The exit status: 0, or 1 when a data check failed (no figures are drawn then).
+        The exit status: 0, or 1 when matplotlib is missing or a data check failed (no figures
+        are drawn then).
     """
     args = parse_args(argv)
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        print(PLOT_EXTRA_MISSING, file=sys.stderr)
+        return 1
     matplotlib.use("Agg")  # write files, never open a window
 
     report = mnist_zoo.check_mnist(args.data)

@@ -2,15 +2,18 @@
 
 Run from the repository root::
 
-    python examples/predict_image.py examples/images/*.png                 # minivgg (Hub)
-    python examples/predict_image.py my_digit.jpg --model hub/minivgg --out report/predict
+    python examples/predict_image.py examples/images/*.png --model hub/minivgg   # this checkout's
+    python examples/predict_image.py my_digit.jpg --out report/predict           # minivgg (Hub)
 
 It takes a few seconds, so there is no separate quick mode. For each picture it prints the
 predicted digit with its probability and the runner-up, and writes ``OUT/<picture name>.png``
 (default ``report/predict/``): the picture as given, the 28x28 image ``mnist_zoo.preprocess``
 makes of it (a white digit on black, 20 px on its longer side, centred by mass, as in MNIST),
-and the model's probability for each digit. Each picture should show one digit. Needs
-matplotlib (``pip install "mnist-zoo[plot]"``).
+and the model's probability for each digit. Each picture should show one digit. It reads no
+MNIST data. ``--model`` takes a registry name (downloaded from the Hub) or a folder in Hub
+layout such as ``hub/minivgg``, which a checkout of mnist_zoo holds. Needs matplotlib
+(``pip install "mnist-zoo[plot]"``); without it the script says so in one line and exits with
+status 1.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from pathlib import Path
 import torch
 
 import mnist_zoo
-from mnist_zoo.hub import HubError
+from mnist_zoo.errors import MnistZooError
+
+#: The one line printed instead of a traceback when the ``plot`` extra is not installed.
+PLOT_EXTRA_MISSING = (
+    'predict_image.py: error: the figures need matplotlib: pip install "mnist-zoo[plot]"'
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -64,7 +72,7 @@ def plot_prediction(
     label = int(prediction.labels[0])
 
     fig, (before, after, bars) = plt.subplots(
-        1, 3, figsize=(8, 2.6), gridspec_kw={"width_ratios": [1, 1, 1.6]}
+        1, 3, figsize=(7.2, 2.6), gridspec_kw={"width_ratios": [1, 1, 1.6]}
     )
     before.imshow(picture, cmap="gray" if picture.mode == "L" else None)
     before.set_title(f"{path.name}\n{picture.width}x{picture.height}", fontsize=9)
@@ -92,17 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments; ``None`` reads ``sys.argv``.
 
     Returns:
-        The exit status: 0, or 1 when the model or a picture could not be used.
+        The exit status: 0, or 1 when matplotlib is missing or the model or a picture could not
+        be used.
     """
     args = parse_args(argv)
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        print(PLOT_EXTRA_MISSING, file=sys.stderr)
+        return 1
     matplotlib.use("Agg")  # write files, never open a window
 
     try:
         model = mnist_zoo.load_pretrained(args.model)
-    except HubError as error:
+    except MnistZooError as error:
         print(f"Cannot load {args.model!r}: {error}", file=sys.stderr)
+        print("From a checkout of mnist_zoo, --model hub/minivgg loads the weights it holds.",
+              file=sys.stderr)  # fmt: skip
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -1,14 +1,17 @@
 """Load a pretrained model and classify the first 16 digits of the MNIST test set.
 
-Run from the repository root::
+Run from the repository root, with MNIST in the folder ``DIR`` (the four IDX files)::
 
-    python examples/quickstart.py                        # minivgg's published weights (Hub)
-    python examples/quickstart.py --model hub/minivgg    # a local folder in Hub layout
-    python examples/quickstart.py --model runs/example-simplecnn --count 32
+    python examples/quickstart.py --data DIR                        # minivgg's weights (Hub)
+    python examples/quickstart.py --data DIR --model hub/minivgg    # this checkout's copy
+    python examples/quickstart.py --data DIR --model runs/example-simplecnn --count 32
 
-It takes a few seconds, so there is no separate quick mode. MNIST is read from ``--data`` or
-``$MNIST_ZOO_DATA``. A folder in Hub layout is what ``mnist_zoo.save_pretrained`` writes
-(``examples/train.py`` and ``mnist-zoo train`` write one too).
+Without ``--data`` MNIST is read from ``$MNIST_ZOO_DATA`` (``export MNIST_ZOO_DATA=DIR``).
+
+It takes a few seconds, so there is no separate quick mode. ``--model`` takes a registry name,
+whose weights are downloaded from the Hugging Face Hub, or a folder in Hub layout: ``hub/NAME``
+in a checkout of mnist_zoo holds the same weights, and ``mnist_zoo.save_pretrained``,
+``examples/train.py`` and ``mnist-zoo train`` write such folders.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 import mnist_zoo
-from mnist_zoo.hub import HubError
+from mnist_zoo.errors import MnistZooError
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -35,7 +38,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model", default="minivgg", help="registry name or Hub-layout folder (default: minivgg)"
     )
     parser.add_argument("--count", type=int, default=16, help="how many test digits (default 16)")
-    parser.add_argument("--data", help="MNIST folder (default: $MNIST_ZOO_DATA)")
+    parser.add_argument("--data", metavar="DIR", help="MNIST folder (default: $MNIST_ZOO_DATA)")
     return parser.parse_args(argv)
 
 
@@ -51,11 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         model = mnist_zoo.load_pretrained(args.model)
-    except HubError as error:
+    except MnistZooError as error:
         # Say what to do next instead of dumping a traceback on a first-time user.
         print(f"Cannot load {args.model!r}: {error}", file=sys.stderr)
         print(
-            "Train weights of your own with `python examples/train.py --model simplecnn` and "
+            "From a checkout of mnist_zoo, --model hub/minivgg loads the weights it holds; or "
+            "train weights of your own with `python examples/train.py --model simplecnn` and "
             "pass the folder it writes with --model.",
             file=sys.stderr,
         )

@@ -1,13 +1,15 @@
 """The study, reproduced end to end: data checks, the three CNNs, test accuracy, error analysis.
 
-Run from the repository root::
+Run from the repository root, with MNIST in the folder ``DIR`` (the four IDX files)::
 
-    python examples/study.py                               # train the three models, then report
-    python examples/study.py --epochs 30                   # train as long as the study did
-    python examples/study.py --pretrained                  # the published (pinned) weights
-    python examples/study.py --pretrained --hub-dir hub/   # local Hub-layout folders hub/NAME/
-    python examples/study.py --pretrained --hub-dir hub/ --histories runs/   # + training curves
-    python examples/study.py --quick                       # smoke run: 1,000 images, 1 epoch
+    python examples/study.py --data DIR                    # train the three models, then report
+    python examples/study.py --data DIR --epochs 30        # train as long as the study did
+    python examples/study.py --data DIR --pretrained       # the published (pinned) weights
+    python examples/study.py --data DIR --pretrained --hub-dir hub/   # local folders hub/NAME/
+    python examples/study.py --data DIR --pretrained --hub-dir hub/ --histories runs/
+    python examples/study.py --data DIR --quick            # smoke run: 1,000 images, 1 epoch
+
+Without ``--data`` MNIST is read from ``$MNIST_ZOO_DATA`` (``export MNIST_ZOO_DATA=DIR``).
 
 Training uses each model's registry recipe (``--epochs`` overrides its length), checkpoints every
 epoch under ``--runs`` (default ``runs/study/NAME/``) and resumes from there, so an interrupted
@@ -15,20 +17,22 @@ run loses at most one epoch. Each trained model is saved there in Hub layout too
 ``--pretrained --hub-dir runs/study`` rebuilds the report from the weights, training curves
 included. ``--pretrained`` evaluates the weights only, a minute or two on a CPU; it takes them from
 ``hub/NAME/`` when this checkout has the pinned file (same SHA-256), else from the Hub; for weights
-trained elsewhere, ``--histories DIR`` finds their ``DIR/NAME/history.csv`` (as
+trained elsewhere, ``--histories FOLDER`` finds their ``FOLDER/NAME/history.csv`` (as
 ``mnist-zoo train --checkpoint-dir runs/NAME`` writes it) for the training curves.
 
-The report goes to ``--out`` (default ``report/``): ``report.md`` and its PNG figures. Test
-accuracy against the study's published figures, per-class accuracy, confusion matrices, the
-misclassified digits of each model, the overlap of errors between the models (shared
-misclassified images and shared (true, predicted) pairs, as the study compared them), the
-ensemble of the three that the study proposed as a next step, and, when histories are at hand,
-training curves and validation accuracy against training time.
+The report goes to ``--out`` (default ``report/``, with ``--quick`` ``report/quick/``):
+``report.md`` and its PNG figures. Test accuracy against the study's published figures,
+per-class accuracy, confusion matrices, the misclassified digits of each model, the overlap of
+errors between the models (shared misclassified images and shared (true, predicted) pairs, as
+the study compared them), the ensemble of the three that the study proposed as a next step,
+and, when histories are at hand, training curves and validation accuracy against training time.
 
 ``--quick`` trains each model on the first 1,000 training images for one epoch (or, with
 ``--pretrained``, only loads them) and evaluates on the first 1,000 test images: a check that
-everything runs, not a result. MNIST is read from ``--data`` or ``$MNIST_ZOO_DATA``. Needs
-matplotlib (``pip install "mnist-zoo[plot]"``).
+everything runs, not a result. It writes its checkpoints to ``runs/study-quick/`` and its report
+to ``report/quick/``, so a smoke run never replaces a real run's. Needs matplotlib
+(``pip install "mnist-zoo[plot]"``); without it the script says so in one line and exits with
+status 1.
 """
 
 from __future__ import annotations
@@ -50,9 +54,10 @@ from torch import nn
 
 import mnist_zoo
 from mnist_zoo.evaluation import EvaluationResult, confusion_matrix, evaluate_model
-from mnist_zoo.hub import HubError, load_pretrained, save_pretrained, sha256_file
+from mnist_zoo.hub import HubError, load_pretrained, sha256_file
+from mnist_zoo.pipeline import TrainingRun, train_and_save
 from mnist_zoo.registry import count_parameters, get_model_entry
-from mnist_zoo.training import History, Trainer, seed_everything
+from mnist_zoo.training import History
 
 #: The study's three models and their published test accuracies.
 STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
@@ -64,6 +69,13 @@ MAX_SHOWN_ERRORS = 48
 #: "Converged" for the report: validation accuracy within this many points of its best.
 CONVERGED_WITHIN = 0.001
 DPI = 100
+#: The one line printed instead of a traceback when the ``plot`` extra is not installed.
+PLOT_EXTRA_MISSING = 'study.py: error: the figures need matplotlib: pip install "mnist-zoo[plot]"'
+#: Figure width in inches: at ``DPI`` it is the width of the documentation's text column (about
+#: 720 px), so the figures are shown at full size there and 9-point labels stay readable.
+WIDTH = 7.2
+#: Font size of legends, bar labels and counts; smaller text is unreadable in the page.
+SMALL = 9
 
 
 @dataclass
@@ -115,8 +127,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models", nargs="+", default=list(STUDY_ACCURACY), help="models (default: the three)"
     )
-    parser.add_argument("--data", help="MNIST folder (default: $MNIST_ZOO_DATA)")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="report folder")
+    parser.add_argument("--data", metavar="DIR", help="MNIST folder (default: $MNIST_ZOO_DATA)")
+    parser.add_argument(
+        "--out", type=Path, help="report folder (default: report, with --quick report/quick)"
+    )
     parser.add_argument(
         "--runs", type=Path, help="checkpoints and trained weights (default: runs/study)"
     )
@@ -128,44 +142,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.runs is None:
         # Apart from the real runs, so a smoke run never resumes into (or from) them.
         args.runs = Path("runs/study-quick" if args.quick else "runs/study")
+    if args.out is None:
+        # Likewise, a smoke run's report never replaces the real one.
+        args.out = Path("report/quick" if args.quick else "report")
     return args
 
 
 # ---------------------------------------------------------------------------- models
 
 
-def train_model(
-    name: str, args: argparse.Namespace, train: tuple[torch.Tensor, torch.Tensor]
-) -> tuple[nn.Module, History]:
-    """Train ``name`` with its registry recipe, resuming from its checkpoints if there are any.
+def train_model(name: str, args: argparse.Namespace) -> TrainingRun:
+    """Train ``name`` with its registry recipe, score it on the test set and save it.
+
+    This is :func:`mnist_zoo.pipeline.train_and_save`, the path ``mnist-zoo train`` takes: it
+    resumes from ``RUNS/NAME/checkpoints`` if there are checkpoints, scores the test set once
+    after training and saves the model in Hub layout in ``RUNS/NAME``.
 
     Args:
         name: Registry name.
-        args: The command-line options (epochs, runs folder, device, quick).
-        train: Training images (N, 1, 28, 28) uint8 and labels (N,).
+        args: The command-line options (data, epochs, runs folder, device, quick).
 
     Returns:
-        The trained model (on the CPU) and its per-epoch history.
+        The trained model (on the CPU), its history and its test result.
     """
-    recipe = dict(get_model_entry(name).recipe)
-    model_kwargs = recipe.pop("model_kwargs", {})
+    overrides: dict[str, Any] = {}
     if args.epochs is not None:
-        recipe["epochs"] = args.epochs
+        overrides["epochs"] = args.epochs
     if args.quick:
         # The default 5,000-image validation split would swallow the whole subset.
-        recipe.update(epochs=1, val_size=QUICK_TRAIN_IMAGES // 10)
-    seed_everything(recipe.get("seed", 0))
-    trainer = Trainer(
-        mnist_zoo.create_model(name, **model_kwargs),
+        overrides.update(epochs=1, val_size=QUICK_TRAIN_IMAGES // 10)
+    return train_and_save(
+        name,
+        data=args.data,
+        out=args.runs / name,
         device=args.device,
-        checkpoint_dir=args.runs / name / "checkpoints",
         resume=True,
         progress="plain",
-        **recipe,
+        limit=QUICK_TRAIN_IMAGES if args.quick else None,
+        test_limit=QUICK_TEST_IMAGES if args.quick else None,
+        **overrides,
     )
-    print(f"training {name}: {trainer.epochs} epoch(s), precision {trainer.precision}")
-    history = trainer.fit(train)
-    return trainer.model.cpu(), history
 
 
 def training_time(history: History | None, metrics: dict[str, Any]) -> float | None:
@@ -228,7 +244,7 @@ def pinned_copy(name: str) -> str | Path:
 
 def get_models(
     args: argparse.Namespace, train: mnist_zoo.MNIST
-) -> list[tuple[str, nn.Module, History | None, float | None, str]]:
+) -> list[tuple[str, nn.Module, History | None, float | None, str, EvaluationResult | None]]:
     """Train or load every model the command line names.
 
     Args:
@@ -236,7 +252,8 @@ def get_models(
         train: The training split (unused with ``--pretrained``).
 
     Returns:
-        Per model: its name, the model, its history, its training time and its source.
+        Per model: its name, the model, its history, its training time, its source and, for a
+        model trained here, its test result (``None`` for a loaded one, not yet scored).
 
     Raises:
         HubError: A model's weights could not be loaded.
@@ -250,32 +267,14 @@ def get_models(
             history = find_history(name, Path(cfg["source"]).parent, args.histories)
             seconds = training_time(history, cfg.get("metrics") or {})
             source = f"loaded from `{where}`" + (f" ({cfg['repo_id']})" if cfg["repo_id"] else "")
-            models.append((name, model, history, seconds, source))
+            models.append((name, model, history, seconds, source, None))
             continue
-        images, targets = train.images, train.targets
-        if args.quick:
-            images, targets = images[:QUICK_TRAIN_IMAGES], targets[:QUICK_TRAIN_IMAGES]
-        model, history = train_model(name, args, (images, targets))
-        seconds = training_time(history, {})
-        source = f"trained here, {len(history)} epoch(s) on {len(images):,} images"
-        models.append((name, model, history, seconds, source))
+        run = train_model(name, args)
+        images = min(QUICK_TRAIN_IMAGES, len(train)) if args.quick else len(train)
+        seconds = training_time(run.history, {})
+        source = f"trained here, {len(run.history)} epoch(s) on {images:,} images"
+        models.append((name, run.model, run.history, seconds, source, run.result))
     return models
-
-
-def save_trained(run: ModelRun, model: nn.Module, folder: Path) -> None:
-    """Save a model trained here in Hub layout, with its test metrics and training time.
-
-    Args:
-        run: The model's evaluation and history.
-        model: The trained model.
-        folder: Destination, e.g. ``runs/study/minivgg``.
-    """
-    metrics = run.result.to_dict()
-    if run.train_time_s is not None:
-        metrics["train_time_s"] = round(run.train_time_s, 1)
-    if run.history is not None:
-        metrics["epochs_trained"] = len(run.history)
-    save_pretrained(model, folder, name=run.name, metrics=metrics)
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -351,6 +350,12 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _legend_above(ax: Any, ncol: int) -> None:
+    # Above the axes, in one row: inside them a legend can hide a bar or a point.
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol, frameon=False,
+              fontsize=SMALL)  # fmt: skip
+
+
 def _zoomed_limits(values: Sequence[float]) -> tuple[float, float]:
     # Accuracies near 100% differ by tenths of a point: zoom in, but never past 0 or 100.
     low = min(values)
@@ -373,19 +378,19 @@ def plot_accuracy(runs: Sequence[ModelRun], ensemble: EvaluationResult, path: Pa
     study = [100 * STUDY_ACCURACY[run.name] if run.name in STUDY_ACCURACY else None for run in runs]
     study.append(None)
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     bars = ax.bar(x - 0.2, ours, 0.4, label="this run", color="tab:blue")
-    ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
+    ax.bar_label(bars, fmt="%.2f", fontsize=SMALL, padding=2)
     published = [(i, v) for i, v in enumerate(study) if v is not None]
     if published:
         positions, values = zip(*published, strict=True)
         bars = ax.bar(np.array(positions) + 0.2, values, 0.4, label="study", color="tab:grey")
-        ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=2)
+        ax.bar_label(bars, fmt="%.2f", fontsize=SMALL, padding=2)
     low, high = _zoomed_limits(ours + [v for v in study if v is not None])
     ax.set_ylim(low, high + (high - low) * 0.08)
     ax.set_xticks(x, names)
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend_above(ax, ncol=2)
     ax.spines[["top", "right"]].set_visible(False)
     _save(fig, path)
 
@@ -399,7 +404,7 @@ def plot_per_class(runs: Sequence[ModelRun], path: Path) -> None:
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     values = []
     for run, marker in zip(runs, itertools.cycle("osD^v"), strict=False):
         accuracies = [100 * a for a in run.result.per_class_accuracy]
@@ -410,42 +415,54 @@ def plot_per_class(runs: Sequence[ModelRun], path: Path) -> None:
     ax.set_xlabel("digit")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_above(ax, ncol=len(runs))
     ax.spines[["top", "right"]].set_visible(False)
     _save(fig, path)
 
 
-def plot_confusions(runs: Sequence[ModelRun], path: Path) -> None:
-    """Confusion matrices side by side, coloured on a log scale so rare mistakes show.
+def plot_confusions(
+    runs: Sequence[ModelRun], path: Path, ensemble: EvaluationResult | None = None
+) -> None:
+    """Confusion matrices, two per row, coloured on a log scale so rare mistakes show.
 
     Args:
         runs: The evaluated models.
         path: Where to write the PNG.
+        ensemble: The ensemble's evaluation, drawn after the models when given.
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    fig, axes = plt.subplots(1, len(runs), figsize=(4.8 * len(runs), 4.8), squeeze=False)
-    for ax, run in zip(axes[0], runs, strict=True):
-        confusion = run.result.confusion.numpy()
+    panels = [(run.name, run.result) for run in runs]
+    if ensemble is not None:
+        panels.append(("ensemble", ensemble))
+    # Two per row: three side by side would shrink the cells below their four-digit counts.
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(WIDTH, WIDTH / columns * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_axis_off()
+    for ax, (name, result) in zip(axes.flat, panels, strict=False):
+        confusion = result.confusion.numpy()
         norm = LogNorm(vmin=1, vmax=confusion.max() + 1)
         ax.imshow(confusion + 1, cmap="Blues", norm=norm)
         for (true, guess), count in np.ndenumerate(confusion):
             if count:
                 # Light text on dark cells, dark text on light ones.
                 colour = "white" if norm(count + 1) > 0.6 else "black"
-                ax.text(guess, true, str(count), ha="center", va="center", fontsize=7, color=colour)
+                ax.text(guess, true, str(count), ha="center", va="center", fontsize=7.5,
+                        color=colour)  # fmt: skip
         ax.set_xticks(range(10))
         ax.set_yticks(range(10))
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{run.name}: {run.result.num_errors} errors", fontsize=10)
+        ax.set_title(f"{name}: {result.num_errors} errors", fontsize=10.5)
     fig.tight_layout()
     _save(fig, path)
 
 
 def draw_digits(
-    ax: Any, images: torch.Tensor, captions: Sequence[str], columns: int, caption_size: float = 7
+    ax: Any, images: torch.Tensor, captions: Sequence[str], columns: int, caption_size: float = 8
 ) -> None:
     """Draw 28x28 digits in a grid on one axis, each with a caption above it.
 
@@ -491,7 +508,7 @@ def plot_misclassified(run: ModelRun, test_images: torch.Tensor, path: Path) -> 
     captions = [f"{int(result.targets[i])}→{int(result.predictions[i])}" for i in shown]
     draw_digits(ax, test_images[shown], captions, columns)
     more = f", the {len(shown)} most confident shown" if len(wrong) > len(shown) else ""
-    ax.set_title(f"{run.name}: {len(wrong)} misclassified (true→predicted){more}", fontsize=9)
+    ax.set_title(f"{run.name}: {len(wrong)} misclassified (true→predicted){more}", fontsize=10)
     _save(fig, path)
 
 
@@ -503,6 +520,7 @@ def plot_error_overlap(runs: Sequence[ModelRun], path: Path) -> None:
         path: Where to write the PNG.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     errors = {run.name: run.errors for run in runs}
     everyone = set().union(*errors.values())
@@ -510,12 +528,14 @@ def plot_error_overlap(runs: Sequence[ModelRun], path: Path) -> None:
         tuple(name for name in errors if index in errors[name]) for index in everyone
     )
     labels = sorted(groups, key=lambda g: (len(g), [run.name for run in runs].index(g[0])))
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1))
+    # Narrower than WIDTH: the combination labels to the left of the axes take the rest.
+    fig, ax = plt.subplots(figsize=(WIDTH - 1.2, 0.38 * len(labels) + 1))
     bars = ax.barh(range(len(labels)), [groups[g] for g in labels], color="tab:red")
-    ax.bar_label(bars, fontsize=8, padding=2)
+    ax.bar_label(bars, fontsize=SMALL, padding=2)
     names = [" & ".join(group) + (" only" if len(group) == 1 else "") for group in labels]
     ax.set_yticks(range(len(labels)), names)
     ax.invert_yaxis()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("misclassified test images")
     ax.set_title("which models get the same images wrong", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
@@ -544,7 +564,7 @@ def plot_shared_errors(runs: Sequence[ModelRun], test_images: torch.Tensor, path
     draw_digits(ax, test_images[shared], captions, columns)
     order = "/".join(run.name for run in runs)
     ax.set_title(f"misclassified by all {len(runs)} models (true: predictions of {order})",
-                 fontsize=9)  # fmt: skip
+                 fontsize=10)  # fmt: skip
     _save(fig, path)
 
 
@@ -558,7 +578,8 @@ def plot_training_curves(runs: Sequence[ModelRun], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    # One above the other: side by side, each would be half the text column wide.
+    fig, (acc_ax, loss_ax) = plt.subplots(2, 1, figsize=(WIDTH, 6.4), sharex=True)
     colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for run, colour in zip(runs, colours, strict=False):
         if run.history is None:
@@ -576,10 +597,11 @@ def plot_training_curves(runs: Sequence[ModelRun], path: Path) -> None:
     for ax in (acc_ax, loss_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlim(0.5, last + 0.5)
-        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
         ax.spines[["top", "right"]].set_visible(False)
+    loss_ax.set_xlabel("epoch")
+    acc_ax.legend(fontsize=SMALL, loc="lower right")
+    loss_ax.legend(fontsize=SMALL, ncol=2, loc="upper right")
     fig.tight_layout()
     _save(fig, path)
 
@@ -593,7 +615,7 @@ def plot_accuracy_vs_time(runs: Sequence[ModelRun], path: Path) -> None:
     """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     longest = max(run.train_time_s or 0.0 for run in runs)
     unit, scale = ("minutes", 60.0) if longest >= 120 else ("seconds", 1.0)
@@ -615,7 +637,7 @@ def plot_accuracy_vs_time(runs: Sequence[ModelRun], path: Path) -> None:
     ax.set_xlabel(f"training time ({unit}, sum of epoch times)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=SMALL, ncol=2, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
     _save(fig, path)
 
@@ -847,12 +869,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Command-line arguments; ``None`` reads ``sys.argv``.
 
     Returns:
-        The exit status: 0, or 1 when a data check failed or weights could not be loaded.
+        The exit status: 0, or 1 when matplotlib is missing, a data check failed or weights
+        could not be loaded.
     """
     args = parse_args(argv)
     command = shlex.join(["python", "examples/study.py", *(sys.argv[1:] if argv is None else argv)])
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        print(PLOT_EXTRA_MISSING, file=sys.stderr)
+        return 1
     matplotlib.use("Agg")  # write files, never open a window
     start = time.perf_counter()
 
@@ -875,14 +901,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     runs = []
-    for name, model, history, seconds, source in models:
-        # The test set is scored once, after training: nothing above looked at it.
-        result = evaluate_model(model, test_images, test_targets)
+    for name, model, history, seconds, source, result in models:
+        if result is None:
+            # The test set is scored once: a model trained here was scored after training.
+            result = evaluate_model(model, test_images, test_targets)
         run = ModelRun(name, count_parameters(model), source, result, history, seconds)
         runs.append(run)
         print(f"{name}: test accuracy {_percent(result.accuracy)} on {result.num_images:,} images")
-        if not args.pretrained:
-            save_trained(run, model, args.runs / name)
     ensemble = ensemble_result(runs)
     print(f"ensemble: test accuracy {_percent(ensemble.accuracy)}")
 
@@ -895,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     plot_accuracy(runs, ensemble, args.out / figures["accuracy"])
     plot_per_class(runs, args.out / figures["per_class"])
-    plot_confusions(runs, args.out / figures["confusion"])
+    plot_confusions(runs, args.out / figures["confusion"], ensemble)
     plot_error_overlap(runs, args.out / figures["overlap"])
     for run in runs:
         figures[f"errors_{run.name}"] = f"misclassified_{run.name}.png"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +33,15 @@ def test_list_prints_the_three_models_with_parameter_counts(
     assert code == 1 and "No model matches" in err
 
 
+def _console_script() -> Path:
+    # Beside the interpreter running the tests, not whatever `mnist-zoo` PATH finds first.
+    return Path(sys.executable).with_name("mnist-zoo")
+
+
 def test_console_script_is_installed() -> None:
-    exe = shutil.which("mnist-zoo")
-    assert exe is not None, "pip install -e . should put mnist-zoo on PATH"
-    proc = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    exe = _console_script()
+    assert exe.is_file(), "pip install -e . should put mnist-zoo beside the venv's python"
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("mnist-zoo ")
 
 
@@ -74,8 +78,8 @@ def test_train_then_evaluate_then_predict(
 ) -> None:
     out_dir = tmp_path / "run"
     code, out, err = run(
-        capsys, "train", "simplecnn", "--epochs", "1", "--limit", "12000", "--data",
-        str(mnist_root), "--out", str(out_dir), "--no-progress", "--precision", "fp32",
+        capsys, "train", "simplecnn", "--epochs", "1", "--limit", "6000", "--val-size", "1000",
+        "--data", str(mnist_root), "--out", str(out_dir), "--no-progress", "--precision", "fp32",
     )  # fmt: skip
     assert code == 0, err
     assert "test accuracy" in out
@@ -94,8 +98,8 @@ def test_train_then_evaluate_then_predict(
 
     # Resuming a finished run trains nothing more and gives the same weights.
     code, out, _ = run(
-        capsys, "train", "simplecnn", "--epochs", "1", "--limit", "12000", "--data",
-        str(mnist_root), "--out", str(out_dir), "--no-progress", "--precision", "fp32",
+        capsys, "train", "simplecnn", "--epochs", "1", "--limit", "6000", "--val-size", "1000",
+        "--data", str(mnist_root), "--out", str(out_dir), "--no-progress", "--precision", "fp32",
         "--resume",
     )  # fmt: skip
     assert code == 0 and "resumed" in out
@@ -107,3 +111,138 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "mnist_zoo.cli", "list"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "minivgg" in proc.stdout
+
+
+# --- failures: one line on standard error, the right exit status, never a traceback ---------
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = str(ROOT / "examples" / "images" / "four.png")
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    # An empty Hub cache in offline mode: the Hub is "unreachable" at once, with no retries.
+    import os
+
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    env.pop("MNIST_ZOO_DATA", None)
+    return env
+
+
+def _assert_one_error_line(err: str, *needles: str) -> None:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mnist-zoo: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "needles"),
+    [
+        (["train", "simplecnn", "--data", "{empty}", "--no-progress"], 2,
+         ["--data DIR", "--download"]),
+        (["evaluate", "no/such/folder"], 2, ["no/such/folder"]),
+        (["evaluate", "minivgg", "--data", "{empty}"], 1,
+         ["mnist-zoo evaluate hub/minivgg"]),
+        (["predict", IMAGE], 1, ["--model DIR", "hub/minivgg"]),
+        (["push", "simplecnn", "--repo-id", "someone/simplecnn", "--folder", "{empty}"], 2,
+         ["is missing"]),
+    ],
+    ids=["train-no-data", "evaluate-no-folder", "evaluate-hub-down", "predict-hub-down",
+         "push-bad-folder"],
+)  # fmt: skip
+def test_each_command_fails_with_one_line_through_the_console_script(
+    tmp_path: Path, argv: list[str], status: int, needles: list[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = [a.replace("{empty}", str(empty)) for a in argv]
+    proc = subprocess.run(
+        [str(_console_script()), *argv],
+        capture_output=True, text=True, env=_offline_env(tmp_path), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == status, proc.stderr
+    _assert_one_error_line(proc.stderr, *needles)
+
+
+def test_check_data_on_a_missing_folder_fails_without_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(_console_script()), "check-data", str(tmp_path / "nowhere")],
+        capture_output=True, text=True, env=_offline_env(tmp_path), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_list_with_no_match_fails_without_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(_console_script()), "list", "resnet*"],
+        capture_output=True, text=True, env=_offline_env(tmp_path), timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "No model matches" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_evaluate_the_ensemble_folder_explains_what_it_is(
+    capsys: pytest.CaptureFixture[str], mnist_root: Path
+) -> None:
+    code, _, err = run(
+        capsys, "evaluate", str(ROOT / "hub" / "ensemble"), "--data", str(mnist_root)
+    )
+    assert code == 2
+    _assert_one_error_line(
+        err, "ensemble of the three pinned models", "mnist-zoo evaluate ensemble"
+    )
+
+
+def test_evaluate_without_data_names_the_options(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "evaluate", str(ROOT / "hub" / "simplecnn"), "--data", str(tmp_path))
+    assert code == 2
+    _assert_one_error_line(err, "--data DIR", "--download")
+
+
+def test_limit_smaller_than_the_validation_split_names_val_size(
+    capsys: pytest.CaptureFixture[str], mnist_root: Path
+) -> None:
+    code, _, err = run(capsys, "train", "simplecnn", "--limit", "3000", "--data", str(mnist_root))
+    assert code == 2
+    _assert_one_error_line(err, "--val-size")
+
+
+def test_non_finite_learning_rate_is_refused_up_front(
+    capsys: pytest.CaptureFixture[str], mnist_root: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "train", "simplecnn", "--lr", "inf", "--data", str(mnist_root),
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 2
+    _assert_one_error_line(err, "lr")
+    assert not (tmp_path / "out").exists()
+
+
+def test_absent_device_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = run(capsys, "predict", IMAGE, "--model", str(ROOT / "hub" / "simplecnn"),
+                       "--device", "cuda")  # fmt: skip
+    assert code == 1
+    _assert_one_error_line(err, "CUDA")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnist_zoo.cli as cli
+
+    def broken(args: object) -> int:
+        raise TypeError("a bug, not a user error")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["list"].set_defaults(func=broken)  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="a bug"):
+        cli.main(["list"])

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_zoo import errors
 from mnist_zoo.data import (
     MIRRORS,
     MNIST,
@@ -224,3 +225,28 @@ def test_mnist_download_true_end_to_end(
     assert len(dataset) == 10_000
     assert torch.bincount(dataset.targets, minlength=10)[5].item() == 892
     assert sorted(path.name for path in root.iterdir()) == sorted(GZ_NAMES)
+
+
+def test_download_error_is_a_connection_error() -> None:
+    # The CLI reports it as a failed operation (exit status 1), like an unreachable Hub.
+    assert DownloadError is errors.DownloadError
+    assert issubclass(DownloadError, ConnectionError)
+    assert issubclass(DownloadError, errors.MnistZooError)
+    assert errors.exit_status(DownloadError("x")) == 1
+
+
+def test_missing_md5_is_an_invalid_argument_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidArgumentError, match="No MD5 given"):
+        download_mnist(tmp_path, mirrors=[], md5s={})
+
+
+def test_files_before_a_failure_are_kept_whole_and_no_temporary_is_left(
+    tmp_path: Path, url: str, local_md5s: dict[str, str], served_dir: Path
+) -> None:
+    md5s = {**local_md5s, "t10k-images-idx3-ubyte.gz": "0" * 32}
+    with pytest.raises(DownloadError, match="t10k-images-idx3-ubyte.gz.*MD5 mismatch"):
+        download_mnist(tmp_path, mirrors=[f"{url}/files/"], md5s=md5s)
+    done = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == done
+    for name in done:
+        assert (tmp_path / name).read_bytes() == (served_dir / name).read_bytes()

@@ -8,12 +8,16 @@ initialised SimpleCNN, so these tests check that the scripts work, not what the 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -207,3 +211,85 @@ def test_predict_image_draws_each_picture_and_reports_bad_files(
         assert_png(out / f"{picture.stem}.png")
     assert f"{bad}: error:" in proc.stderr
     assert not (out / "not_an_image.png").exists()
+
+
+# ---------------------------------------------------------------------------- as documented
+
+#: The examples that read MNIST, so their docstrings must say where from.
+READ_MNIST = ("quickstart.py", "train.py", "eda.py", "study.py")
+#: The examples that draw figures with matplotlib, the ``plot`` extra.
+DRAW_FIGURES = ("eda.py", "study.py", "predict_image.py")
+DOCSTRING_COMMAND = re.compile(r"^\s+python examples/(\w+\.py)\b([^#\n]*)", flags=re.M)
+
+
+def load_example(script: str) -> ModuleType:
+    """Import ``examples/SCRIPT`` as a module, without running its ``main``."""
+    path = EXAMPLES / script
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_the_docstring_commands_are_valid_command_lines(script: str) -> None:
+    module = load_example(script)
+    commands = DOCSTRING_COMMAND.findall(module.__doc__ or "")
+    assert commands, f"{script}'s docstring shows no 'python examples/{script} ...' line"
+    for name, args in commands:
+        assert name == script, f"{script}'s docstring runs {name}"
+        module.parse_args(shlex.split(args))  # argparse exits on an unknown or bad option
+    if script in READ_MNIST:
+        assert "--data DIR" in module.__doc__ and "$MNIST_ZOO_DATA" in module.__doc__
+        assert all("--data DIR" in args for _, args in commands), (
+            f"every command in {script}'s docstring shows where MNIST comes from"
+        )
+
+
+def test_quick_runs_write_apart_from_real_runs() -> None:
+    train = load_example("train.py")
+    assert train.parse_args(["--quick"]).out == Path("runs/example-simplecnn-quick")
+    assert train.parse_args(["--model", "minivgg", "--quick"]).out == Path(
+        "runs/example-minivgg-quick"
+    )
+    assert train.parse_args(["--quick", "--out", "x"]).out == Path("x")  # an explicit --out wins
+    assert train.parse_args([]).out in (None, Path("runs/example-simplecnn"))
+    study = load_example("study.py")
+    quick, real = study.parse_args(["--quick"]), study.parse_args([])
+    assert quick.out != real.out and quick.runs != real.runs
+    assert real.out == Path("report") and real.runs == Path("runs/study")
+
+
+def test_plot_examples_say_in_one_line_that_matplotlib_is_missing(tmp_path: Path) -> None:
+    # One interpreter runs the three scripts (torch is imported once) with matplotlib hidden:
+    # a None in sys.modules makes `import matplotlib` raise ModuleNotFoundError.
+    commands = [(s, ["x.png"] if s == "predict_image.py" else []) for s in DRAW_FIGURES]
+    runner = textwrap.dedent(f"""
+        import contextlib, io, json, runpy, sys
+        sys.modules["matplotlib"] = None
+        results = {{}}
+        for script, args in {commands!r}:
+            sys.argv = [script, *args]
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                try:
+                    runpy.run_path({str(EXAMPLES)!r} + "/" + script, run_name="__main__")
+                    code = 0
+                except SystemExit as exit:
+                    code = exit.code
+            results[script] = [code, err.getvalue()]
+        print(json.dumps(results))
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", runner], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for script in DRAW_FIGURES:
+        code, stderr = results[script]
+        assert code == 1, (script, code, stderr)
+        assert stderr.count("\n") == 1 and 'pip install "mnist-zoo[plot]"' in stderr, stderr
+        assert "Traceback" not in stderr
+    assert not list(tmp_path.iterdir()), "nothing is written before the check"

@@ -8,6 +8,7 @@ miss with an unreachable server): offline cases use ``local_files_only`` or ``HF
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import huggingface_hub
 import pytest
@@ -26,6 +28,7 @@ from huggingface_hub import ModelCard
 
 import mnist_zoo
 from mnist_zoo import hub, registry
+from mnist_zoo.errors import InvalidArgumentError
 from mnist_zoo.registry import ModelEntry, PretrainedWeights, UnknownModelError
 
 REPO = "test/simplecnn"
@@ -415,7 +418,7 @@ class RecordingApi:
 
 def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, tmp_path):
     RecordingApi.calls = []
-    monkeypatch.setattr(hub, "HfApi", RecordingApi)
+    monkeypatch.setattr(hub.remote, "HfApi", RecordingApi)
     with pytest.raises(hub.InvalidHubFolderError, match="not a folder"):
         hub.push_to_hub(tmp_path / "missing", REPO)
     incomplete = Path(shutil.copytree(published.folder_a, tmp_path / "incomplete"))
@@ -435,3 +438,167 @@ def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, t
     _, _, upload = RecordingApi.calls[-1]
     assert upload["repo_id"] == REPO and upload["revision"] == "v1"
     assert sorted(upload["allow_patterns"]) == sorted(hub.HUB_FILES)
+
+
+# ----------------------------------------------------------------------------------------------
+# The model card template, and what save_pretrained reads from a model or a trainer
+
+TEMPLATE = hub.card.TEMPLATE_PATH
+
+
+def test_card_is_rendered_from_the_shipped_template(published, tmp_path, monkeypatch):
+    assert TEMPLATE.is_file() and "{{ card_data }}" in TEMPLATE.read_text(encoding="utf-8")
+    card = ModelCard.load(published.folder_a / "README.md")
+    assert card.data.library_name == "mnist-zoo"
+    assert "pytorch" in card.data.tags and "mnist-zoo" in card.data.tags
+    meta = huggingface_hub.metadata_load(published.folder_a / "README.md")
+    assert meta["library_name"] == "mnist-zoo" and meta["model-index"][0]["name"] == "simplecnn"
+    assert json.loads((published.folder_a / "config.json").read_text())["library_name"] == (
+        "mnist-zoo"
+    )
+    # The card's body really comes from the template file: change it and the card follows.
+    custom = tmp_path / "custom.md"
+    custom.write_text("---\n{{ card_data }}\n---\n\n# {{ title }} from a custom template\n")
+    monkeypatch.setattr(hub.card, "TEMPLATE_PATH", custom)
+    model = hub.load_pretrained(published.folder_a)
+    hub.save_pretrained(model, tmp_path / "m", name="simplecnn", metrics=METRICS)
+    text = (tmp_path / "m" / "README.md").read_text()
+    assert "# simplecnn from a custom template" in text
+    assert ModelCard.load(tmp_path / "m" / "README.md").data.library_name == "mnist-zoo"
+
+
+@dataclass(frozen=True)
+class Augment:
+    degrees: float = 12.0
+    scale: tuple[float, float] = (0.9, 1.1)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Stands in for TrainConfig: a frozen dataclass with nested settings."""
+
+    epochs: int = 2
+    augment: Augment | None = Augment()
+    early_stopping: dict | None = None
+    channels_last: bool = False
+
+
+def test_a_dataclass_recipe_is_stored_as_data_and_rendered_readably(tmp_path):
+    model = mnist_zoo.create_model("simplecnn")
+    folder = hub.save_pretrained(model, tmp_path / "m", name="simplecnn", recipe=Recipe())
+    config = json.loads((folder / "config.json").read_text())
+    assert config["recipe"] == {
+        "epochs": 2,
+        "augment": {"degrees": 12.0, "scale": [0.9, 1.1]},
+        "early_stopping": None,
+        "channels_last": False,
+    }
+    text = (folder / "README.md").read_text()
+    for row in ("| epochs | 2 |", "| augment.degrees | 12.0 |", "| augment.scale | [0.9, 1.1] |"):
+        assert row in text
+    assert "| early_stopping | none |" in text and "| channels_last | false |" in text
+    assert "{'degrees'" not in text
+    assert hub.load_pretrained(folder).pretrained_cfg["recipe"] == config["recipe"]
+
+
+def test_save_pretrained_without_name_reads_the_models_provenance(tmp_path):
+    model = mnist_zoo.create_model("simplecnn", num_classes=5)
+    model.pretrained_cfg = {"architecture": "simplecnn", "model_kwargs": {"num_classes": 5}}
+    folder = hub.save_pretrained(model, tmp_path / "m", recipe=RECIPE)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "simplecnn" and config["model_kwargs"] == {"num_classes": 5}
+    # A loaded model records its provenance too, so it can be saved again as it is.
+    again = hub.save_pretrained(hub.load_pretrained(folder), tmp_path / "again", recipe=RECIPE)
+    assert hub.sha256_file(again / WEIGHTS) == hub.sha256_file(folder / WEIGHTS)
+
+
+def as_json(data: object) -> object:
+    """``data`` as it reads back from config.json (tuples become lists)."""
+    return json.loads(json.dumps(data))
+
+
+def test_save_pretrained_from_create_model_needs_no_name(tmp_path):
+    model = mnist_zoo.create_model("deepercnn", batch_norm=True)
+    folder = hub.save_pretrained(model, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "deepercnn" and config["model_kwargs"] == {"batch_norm": True}
+    from mnist_zoo.training import get_recipe
+
+    assert config["recipe"] == as_json(dataclasses.asdict(get_recipe("deepercnn")))
+
+
+def test_save_pretrained_from_a_trainer_uses_its_model_and_config(tmp_path):
+    trainer = mnist_zoo.Trainer(mnist_zoo.create_model("simplecnn"), epochs=1, lr=1e-3)
+    folder = hub.save_pretrained(trainer, tmp_path / "m", metrics=METRICS)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "simplecnn"
+    assert config["recipe"] == as_json(dataclasses.asdict(trainer.resolved_config))
+    assert config["recipe"]["epochs"] == 1 and config["recipe"]["lr"] == 1e-3
+    assert same_weights(hub.load_pretrained(folder), trainer.model.state_dict())
+
+
+def test_save_pretrained_from_any_trainer_like_object(tmp_path):
+    model = mnist_zoo.create_model("simplecnn")
+    model.__dict__.pop("pretrained_cfg", None)
+    trainer = SimpleNamespace(model=model, config=Recipe(epochs=7), model_name="simplecnn")
+    folder = hub.save_pretrained(trainer, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architecture"] == "simplecnn" and config["recipe"]["epochs"] == 7
+    folder = hub.save_pretrained(trainer, tmp_path / "n", recipe={"epochs": 3})  # explicit wins
+    assert json.loads((folder / "config.json").read_text())["recipe"] == {"epochs": 3}
+    with pytest.raises(TypeError, match="a model"):
+        hub.save_pretrained(object(), tmp_path / "x", name="simplecnn")
+
+
+def test_save_pretrained_without_name_or_provenance_says_to_pass_name(tmp_path):
+    model = mnist_zoo.SimpleCNN()
+    model.__dict__.pop("pretrained_cfg", None)
+    with pytest.raises(InvalidArgumentError, match="name=") as err:
+        hub.save_pretrained(model, tmp_path / "m")
+    assert isinstance(err.value, ValueError)
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_failed_save_replaces_no_file_and_leaves_no_temporaries(published, tmp_path, monkeypatch):
+    folder = Path(shutil.copytree(published.folder_a, tmp_path / "copy"))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = hub.folder.atomic_writer
+
+    def failing(path: Path):
+        if Path(path).name == hub.CONFIG_NAME:
+            raise OSError("disk full")
+        return real(path)
+
+    monkeypatch.setattr(hub.folder, "atomic_writer", failing)
+    model = hub.load_pretrained(published.folder_b)
+    with pytest.raises(OSError, match="disk full"):
+        hub.save_pretrained(model, folder, name="simplecnn", metrics=METRICS)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_ensemble_does_not_import_the_hub():
+    # Import mnist_zoo.ensemble without the package's __init__ (which imports everything), so
+    # that sys.modules shows exactly what ensemble.py itself pulls in.
+    script = (
+        "import importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('mnist_zoo')\n"
+        "pkg = types.ModuleType('mnist_zoo')\n"
+        "pkg.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['mnist_zoo'] = pkg\n"
+        "import mnist_zoo.ensemble\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mnist_zoo')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().replace("'", '"'))
+    assert "mnist_zoo.ensemble" in loaded
+    assert not [m for m in loaded if m.startswith("mnist_zoo.hub")], loaded
+
+
+def test_hub_names_are_all_importable_from_the_package():
+    for name in hub.__all__:
+        assert getattr(hub, name) is not None
+    assert hub.load_pretrained_ensemble is hub.SPECIAL_LOADERS["ensemble"]
+    assert issubclass(hub.HubError, mnist_zoo.errors.MnistZooError)

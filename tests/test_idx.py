@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mnist_zoo import errors
 from mnist_zoo.data import IDX_DTYPES, IDXFileNotFoundError, IDXFormatError, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -134,6 +135,32 @@ def test_write_rejects_what_idx_cannot_hold(
     with pytest.raises(ValueError, match=message):
         write_idx(path, array)
     assert not path.exists()
+
+
+def test_write_errors_are_invalid_argument_errors(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidArgumentError, match="IDX cannot store dtype int64"):
+        write_idx(tmp_path / "out.idx", np.arange(3, dtype=np.int64))
+
+
+def test_write_replaces_a_file_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "out.idx"
+    write_idx(path, np.arange(3, dtype=np.uint8))
+    write_idx(path, np.arange(4, dtype=np.uint8))
+    assert read_idx(path).tolist() == [0, 1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.idx"]  # no temporary left
+
+
+def test_write_into_a_missing_folder_is_an_os_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        write_idx(tmp_path / "missing" / "out.idx", np.arange(3, dtype=np.uint8))
+
+
+def test_the_errors_are_the_packages_own() -> None:
+    assert IDXFormatError is errors.IDXFormatError
+    assert IDXFileNotFoundError is errors.IDXFileNotFoundError
+    assert issubclass(IDXFormatError, errors.MnistZooError) and issubclass(
+        IDXFormatError, ValueError
+    )
 
 
 # --- Bad input: one test per fault, each checking the type and the message ---------------------

@@ -21,7 +21,15 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from mnist_zoo import create_model
-from mnist_zoo.inference import Prediction, load_image, predict, preprocess
+from mnist_zoo.errors import ImageError, InvalidArgumentError, MnistZooError
+from mnist_zoo.inference import (
+    Prediction,
+    batched_logits,
+    eval_mode,
+    load_image,
+    predict,
+    preprocess,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 EXAMPLE_PATHS = sorted(EXAMPLES.glob("*.png"))
@@ -483,6 +491,87 @@ def test_model_with_wrong_output_shape() -> None:
     sequence_model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Unflatten(1, (1, 10)))
     with pytest.raises(ValueError, match=r"must return \(N, classes\) logits, got \(2, 1, 10\)"):
         predict(sequence_model, torch.rand(2, 28, 28))
+
+
+def test_errors_are_the_packages_own(model: nn.Module, tmp_path: Path) -> None:
+    # Each is also a ValueError, as before, so existing handlers keep working.
+    with pytest.raises(ImageError, match="blank"):
+        predict(model, np.full((40, 40), 255, np.uint8))
+    with pytest.raises(ImageError, match=r"must be in \[0, 1\]"):
+        predict(model, torch.full((28, 28), 2.0))
+    (tmp_path / "readme.png").write_text("hello")
+    with pytest.raises(ImageError, match="not an image file"):
+        load_image(tmp_path / "readme.png")
+    with pytest.raises(InvalidArgumentError, match="the list is empty"):
+        predict(model, [])
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        predict(model, torch.rand(1, 28, 28), batch_size=0)
+    assert issubclass(ImageError, MnistZooError) and issubclass(ImageError, ValueError)
+
+
+# --- The batched primitive ---------------------------------------------------------------------
+
+
+def test_eval_mode_restores_every_flag_even_after_an_error(model: nn.Module) -> None:
+    model.train()
+    model.features.eval()
+    with pytest.raises(RuntimeError, match="inside"), eval_mode(model) as inner:
+        assert inner is model
+        assert not any(module.training for module in model.modules())
+        raise RuntimeError("inside")
+    assert model.training and model.classifier.training
+    assert not model.features.training and not model.features[0].training
+    model.eval()
+
+
+def test_batched_logits_are_the_models_logits_for_uint8_and_float(model: nn.Module) -> None:
+    pixels = torch.randint(0, 256, (9, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = model(pixels.float() / 255)
+    for images in (pixels, pixels.float() / 255):
+        logits = batched_logits(model, images, batch_size=9)
+        assert logits.dtype == torch.float32 and logits.shape == (9, 10)
+        assert torch.equal(logits, expected)
+        assert not logits.is_inference() and not logits.requires_grad
+
+
+def test_batched_logits_batches_do_not_change_results(model: nn.Module) -> None:
+    images = torch.rand(10, 1, 28, 28)
+    one_go = batched_logits(model, images, batch_size=100)
+    torch.testing.assert_close(batched_logits(model, images, batch_size=3), one_go)
+
+
+def test_batched_logits_bf16_is_returned_as_fp32(model: nn.Module) -> None:
+    images = torch.rand(4, 1, 28, 28)
+    logits = batched_logits(model, images, precision="bf16")
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, batched_logits(model, images), atol=0.1, rtol=0.05)
+
+
+def test_predict_is_softmax_of_batched_logits(model: nn.Module) -> None:
+    images = torch.rand(6, 1, 28, 28)
+    expected = torch.softmax(batched_logits(model, images, batch_size=256), dim=1)
+    assert torch.equal(predict(model, images).probs, expected)
+
+
+@pytest.mark.parametrize(
+    "images,batch_size,pattern",
+    [
+        (torch.rand(0, 1, 28, 28), 10, "empty set of images"),
+        (torch.rand(2, 1, 28, 28), 0, "batch_size must be a positive integer"),
+        (torch.rand(2, 1, 28, 28), True, "batch_size must be a positive integer"),
+    ],
+)
+def test_batched_logits_bad_arguments(
+    model: nn.Module, images: torch.Tensor, batch_size: int, pattern: str
+) -> None:
+    with pytest.raises(InvalidArgumentError, match=pattern):
+        batched_logits(model, images, batch_size=batch_size)
+
+
+def test_batched_logits_runs_a_model_without_parameters() -> None:
+    logits = batched_logits(nn.Flatten(), torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    assert logits.shape == (2, 784)
 
 
 # --- End to end on real MNIST -----------------------------------------------------------------

@@ -11,13 +11,18 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mnist_zoo import errors
 from mnist_zoo.data import (
     MNIST,
+    MNIST_MEAN,
+    MNIST_STD,
     IDXFormatError,
     MNISTFormatError,
     MNISTNotFoundError,
     candidate_names,
     default_root,
+    find_mnist_file,
+    to_float_images,
     write_idx,
 )
 
@@ -216,3 +221,44 @@ def test_corrupt_idx_file(tmp_path: Path) -> None:
     images_file.write_bytes(images_file.read_bytes()[:-1])
     with pytest.raises(IDXFormatError, match="train-images-idx3-ubyte: data is shorter"):
         MNIST(tmp_path)
+
+
+def test_bad_split_and_kind_are_invalid_argument_errors(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidArgumentError, match="Unknown split 'validation'"):
+        MNIST(tmp_path, split="validation")
+    with pytest.raises(errors.InvalidArgumentError, match="Unknown kind 'pixels'"):
+        candidate_names("train", "pixels")
+    with pytest.raises(errors.InvalidArgumentError, match="Unknown split 'dev'"):
+        find_mnist_file(tmp_path, "dev", "images")
+
+
+def test_the_errors_are_the_packages_own() -> None:
+    assert MNISTFormatError is errors.MNISTFormatError
+    assert MNISTNotFoundError is errors.MNISTNotFoundError
+    assert issubclass(MNISTNotFoundError, errors.MnistZooError)
+    assert issubclass(MNISTNotFoundError, FileNotFoundError)
+    assert issubclass(MNISTFormatError, ValueError)
+
+
+# --- The uint8-to-float conversion ---------------------------------------------------------------
+
+
+def test_to_float_images_scales_uint8_and_passes_floats_through() -> None:
+    pixels = torch.tensor([0, 51, 255], dtype=torch.uint8)
+    assert to_float_images(pixels).tolist() == pytest.approx([0.0, 0.2, 1.0])
+    assert to_float_images(pixels).dtype == torch.float32
+    assert pixels.tolist() == [0, 51, 255]  # the input is left alone
+    floats = torch.tensor([0.5, 2.0])
+    assert to_float_images(floats) is floats  # already float32: no copy, no scaling
+    assert to_float_images(floats.double()).dtype == torch.float32
+
+
+def test_items_use_the_shared_conversion(tmp_path: Path) -> None:
+    images = (np.arange(2 * 28 * 28) % 256).astype(np.uint8).reshape(2, 28, 28)
+    make_split(tmp_path, images, np.array([0, 1], np.uint8))
+    dataset = MNIST(tmp_path)
+    assert torch.equal(dataset[1][0], to_float_images(dataset.images[1]))
+
+
+def test_pixel_statistics_constants() -> None:
+    assert (MNIST_MEAN, MNIST_STD) == (0.1307, 0.3081)

@@ -1,14 +1,30 @@
-"""The study's three networks: exact parameter counts, shapes and the input convention."""
+"""The registered networks: shapes, the input convention, export and save, as timm tests them.
+
+The generic tests are parametrised over ``mnist_zoo.list_models()``, so a newly registered model
+gets them without editing a list; the study's three networks also keep their exact parameter
+counts.
+"""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import mnist_zoo
 from mnist_zoo import count_parameters, create_model
 
 STUDY_PARAMETERS = {"simplecnn": 421_642, "deepercnn": 870_634, "minivgg": 2_921_930}
+#: Every registered model, read at collection time (as timm's tests do).
+MODELS = mnist_zoo.list_models()
+PRETRAINED = mnist_zoo.list_pretrained()
+
+
+def test_the_studys_models_are_registered() -> None:
+    assert set(STUDY_PARAMETERS) <= set(MODELS)
 
 
 @pytest.mark.parametrize("name,expected", sorted(STUDY_PARAMETERS.items()))
@@ -22,7 +38,7 @@ def test_deepercnn_batch_norm_adds_only_bn_parameters() -> None:
     assert count_parameters(create_model("deepercnn", batch_norm=True)) == 870_634 + extra
 
 
-@pytest.mark.parametrize("name", sorted(STUDY_PARAMETERS))
+@pytest.mark.parametrize("name", MODELS)
 def test_forward_shape_and_batch_independence(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name).eval()
@@ -88,7 +104,7 @@ def test_models_work_in_channels_last_and_bf16() -> None:
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16-channels-last"])
-@pytest.mark.parametrize("name", sorted(STUDY_PARAMETERS))
+@pytest.mark.parametrize("name", MODELS)
 def test_fast_layers_give_bitwise_the_plain_models_outputs_and_gradients(
     name: str, precision: str
 ) -> None:
@@ -147,9 +163,63 @@ def test_features_keeps_a_pool_that_returns_indices_after_its_relu() -> None:
     assert torch.equal(values, plain_values) and torch.equal(indices, plain_indices)
 
 
-def test_models_export_with_the_fast_layers() -> None:
+@pytest.mark.parametrize("name", MODELS)
+def test_models_export_with_the_fast_layers(name: str) -> None:
     # Users export zoo models; the fast layers must not get in torch.export's way.
-    model = create_model("simplecnn").eval()
+    torch.manual_seed(0)
+    model = create_model(name).eval()
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(torch.export.export(model, (x,)).module()(x), model(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_uint8_and_wrong_shape_errors_for_every_model(name: str) -> None:
+    model = create_model(name)
+    with pytest.raises(TypeError, match="float images in \\[0, 1\\]"):
+        model(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(mnist_zoo.errors.ImageError, match=r"\(N, 1, 28, 28\)"):
+        model(torch.rand(1, 28, 28))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_state_dict_round_trips_through_safetensors(name: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    torch.manual_seed(1)
+    fresh = create_model(name).eval()
+    fresh.load_state_dict(load_file(tmp_path / "model.safetensors"))
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_created_models_record_their_provenance(name: str) -> None:
+    assert create_model(name).pretrained_cfg == {"architecture": name, "model_kwargs": {}}
+
+
+def test_provenance_holds_the_builders_arguments() -> None:
+    model = create_model("DeeperCNN", batch_norm=True)
+    assert model.pretrained_cfg == {
+        "architecture": "deepercnn",
+        "model_kwargs": {"batch_norm": True},
+    }
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_pretrained_weights_are_pinned(name: str) -> None:
+    weights = mnist_zoo.registry.get_model_entry(name).pretrained
+    assert weights is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", weights.sha256)
+    assert weights.repo_id.count("/") == 1 and weights.revision
+    assert weights.filename.endswith(".safetensors")
+    assert 0.9 < weights.metrics["test_accuracy"] <= 1
+
+
+def test_the_pixel_statistics_come_from_the_data_layer() -> None:
+    assert mnist_zoo.models.MNIST_MEAN == mnist_zoo.data.MNIST_MEAN == 0.1307
+    assert mnist_zoo.models.MNIST_STD == mnist_zoo.data.MNIST_STD == 0.3081
+    standardize = mnist_zoo.models.Standardize()
+    assert (standardize.mean, standardize.std) == (0.1307, 0.3081)

@@ -6,20 +6,26 @@ hundredth of a percent, and the ensemble must reach what its card states (>= 99.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import huggingface_hub
 import pytest
 import torch
 from hub_server import FakeHub
+from huggingface_hub import ModelCard
 
 import mnist_zoo
+from mnist_zoo import hub
 from mnist_zoo.ensemble import PRETRAINED_MEMBERS
 from mnist_zoo.hub import sha256_file
+from mnist_zoo.hub.card import card_markdown, ensemble_card
 from mnist_zoo.registry import get_model_entry
 
 HUB = Path(__file__).resolve().parents[1] / "hub"
@@ -145,3 +151,73 @@ def test_cli_predict_reads_the_handwritten_examples(capsys: pytest.CaptureFixtur
         stem = path.stem.split("_")[0]
         truth = int(stem) if stem.isdigit() else words.index(stem)
         assert line.startswith(f"{path}: {truth} ("), line
+
+
+def load_release_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("release", HUB.parent / "scripts" / "release.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", [*PRETRAINED_MEMBERS, "ensemble"])
+def test_published_cards_are_rendered_by_the_current_template(name: str, tmp_path: Path) -> None:
+    """The cards in hub/ are what the template makes of their config.json (see release.py)."""
+    config = json.loads((HUB / name / "config.json").read_text())
+    assert config["library_name"] == "mnist-zoo"
+    copy = tmp_path / name
+    copy.mkdir()
+    shutil.copy(HUB / name / "config.json", copy)
+    hub.write_card(copy)
+    committed = (HUB / name / "README.md").read_text(encoding="utf-8")
+    assert (copy / "README.md").read_text(encoding="utf-8") == committed, (
+        "hub/ cards are stale: run python scripts/release.py --cards-only"
+    )
+    card = ModelCard.load(HUB / name / "README.md")
+    assert card.data.library_name == "mnist-zoo" and "pytorch" in card.data.tags
+    assert card.data.license == "mit" and card.data.datasets == ["ylecun/mnist"]
+    assert card.data.eval_results[0].metric_value == round(100 * card_accuracy(name), 2)
+
+
+def test_release_writes_the_ensemble_card_from_the_template(tmp_path: Path) -> None:
+    release = load_release_script()
+    metrics = json.loads((HUB / "ensemble" / "config.json").read_text())["metrics"]
+    result = SimpleNamespace(
+        to_dict=lambda: {k: v for k, v in metrics.items() if k != "images_per_s"}
+    )
+    rows = [("simplecnn", 0.99, 4000.0), ("deepercnn", 0.995, 2000.0), ("minivgg", 0.997, 400.4)]
+    release.write_ensemble(tmp_path / "ensemble", result, 321.0, rows)
+
+    config = json.loads((tmp_path / "ensemble" / "config.json").read_text())
+    assert config["members"] == list(PRETRAINED_MEMBERS)
+    assert config["library_name"] == "mnist-zoo" and config["metrics"]["images_per_s"] == 321
+    text = (tmp_path / "ensemble" / "README.md").read_text(encoding="utf-8")
+    assert text == card_markdown(ensemble_card(config))
+    card = ModelCard.load(tmp_path / "ensemble" / "README.md")
+    assert card.data.library_name == "mnist-zoo" and "ensemble" in card.data.tags
+    assert "| minivgg | 99.70% | 400 |" in text and "| **ensemble** | **99.74%** | 321 |" in text
+    assert 'load_pretrained("ensemble")' in text
+
+
+def test_release_cards_only_keeps_the_weights(tmp_path: Path) -> None:
+    release = load_release_script()
+    hub_dir = Path(shutil.copytree(HUB, tmp_path / "hub"))
+    config = json.loads((hub_dir / "simplecnn" / "config.json").read_text())
+    (hub_dir / "simplecnn" / "config.json").write_text(
+        json.dumps({**config, "library_name": "mnist_zoo"}, indent=2) + "\n"
+    )
+    (hub_dir / "ensemble" / "README.md").write_text("stale\n")
+    cards = release.refresh_cards(hub_dir)
+    assert sorted(c.parent.name for c in cards) == sorted([*PRETRAINED_MEMBERS, "ensemble"])
+    for name in [*PRETRAINED_MEMBERS, "ensemble"]:
+        for file in ("README.md", "config.json", "model.safetensors"):
+            if (HUB / name / file).exists():
+                assert (hub_dir / name / file).read_bytes() == (HUB / name / file).read_bytes()
+
+
+def test_the_ensemble_folder_explains_itself() -> None:
+    with pytest.raises(hub.InvalidHubFolderError) as err:
+        mnist_zoo.load_pretrained(HUB / "ensemble")
+    msg = str(err.value)
+    assert "ensemble of the three pinned models" in msg and "load_pretrained('ensemble')" in msg
+    assert "save_pretrained" not in msg

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import mnist_zoo
@@ -72,3 +74,24 @@ def test_every_benchmark_script_imports_and_parses_its_arguments() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("imported and parsed:") == len(scripts) >= 6, out.stdout
+
+
+def test_the_wheel_ships_py_typed_and_the_card_template(tmp_path: Path) -> None:
+    # Built from a copy, so that the build leaves nothing behind in the checkout.
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, project / name)
+    shutil.copytree(
+        REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    assert (project / "src/mnist_zoo/py.typed").is_file()
+    build = "from setuptools import build_meta; print(build_meta.build_wheel('dist'))"
+    proc = subprocess.run(
+        [sys.executable, "-c", build], cwd=project, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wheel = project / "dist" / proc.stdout.strip().splitlines()[-1]
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mnist_zoo/py.typed" in names  # PEP 561: type checkers use the package's hints
+    assert "mnist_zoo/hub/templates/model_card.md" in names

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from torch import nn
 
@@ -70,3 +72,57 @@ def test_register_model_decorator_bare_and_with_arguments() -> None:
     finally:
         registry._REGISTRY.pop("tiny_test_net", None)
         registry._REGISTRY.pop("tiny_test_net2", None)
+
+
+def test_unknown_model_error_is_the_packages_error() -> None:
+    assert registry.UnknownModelError is mnist_zoo.errors.UnknownModelError
+    assert mnist_zoo.UnknownModelError is mnist_zoo.errors.UnknownModelError
+    with pytest.raises(mnist_zoo.errors.MnistZooError) as err:
+        mnist_zoo.create_model("simplecn")
+    assert err.value.name == "simplecn"
+    assert err.value.known == ["deepercnn", "minivgg", "simplecnn"]
+    assert str(err.value) == (
+        "Unknown model 'simplecn'. Did you mean 'simplecnn'? "
+        "Known models: deepercnn, minivgg, simplecnn."
+    )
+
+
+def test_registering_a_taken_name_is_an_invalid_argument() -> None:
+    with pytest.raises(mnist_zoo.errors.InvalidArgumentError, match="'simplecnn' is already"):
+        mnist_zoo.register_model(name="SimpleCNN")(lambda: nn.Linear(1, 1))
+
+
+def test_create_model_records_its_provenance() -> None:
+    kwargs = {"num_classes": 3}
+    model = mnist_zoo.create_model("SimpleCNN", **kwargs)
+    assert model.pretrained_cfg == {"architecture": "simplecnn", "model_kwargs": {"num_classes": 3}}
+    kwargs["num_classes"] = 4  # the record is the model's own copy
+    assert model.pretrained_cfg["model_kwargs"] == {"num_classes": 3}
+    assert "pretrained_cfg" not in model.state_dict()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    """Stands in for mnist_zoo.training.TrainConfig, which the registry does not import."""
+
+    epochs: int = 10
+    lr: float = 3e-3
+
+
+def test_a_recipe_object_is_kept_as_given_and_reported_as_data() -> None:
+    recipe = _Config(epochs=20)
+    try:
+        mnist_zoo.register_model(name="tiny_recipe_net", recipe=recipe)(lambda: nn.Linear(1, 1))
+        assert registry.get_model_entry("tiny_recipe_net").recipe is recipe
+        assert mnist_zoo.model_info("tiny_recipe_net")["recipe"] == {"epochs": 20, "lr": 3e-3}
+    finally:
+        registry._REGISTRY.pop("tiny_recipe_net", None)
+
+
+@pytest.mark.parametrize("name", ["simplecnn", "deepercnn", "minivgg"])
+def test_the_studys_models_train_with_the_base_recipe(name: str) -> None:
+    # No recipe of their own: mnist_zoo.training.get_recipe gives them the base recipe.
+    assert registry.get_model_entry(name).recipe is None
+    info = mnist_zoo.model_info(name)
+    assert info["recipe"] == {}
+    assert list(info) == ["name", "description", "parameters", "recipe", "pretrained"]

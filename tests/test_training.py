@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,17 +17,22 @@ import pytest
 import torch
 
 import mnist_zoo
+from mnist_zoo.errors import CheckpointError, InvalidArgumentError
 from mnist_zoo.training import (
+    BASE_RECIPE,
     Callback,
     DeviceNotAvailableError,
     EarlyStopping,
     History,
     RandomAffine,
+    TrainConfig,
     Trainer,
+    get_recipe,
     seed_everything,
     select_device,
     select_precision,
 )
+from mnist_zoo.training.config import registered_recipe
 
 TIMING = ("images_per_s", "epoch_time_s")
 REPO = Path(__file__).resolve().parents[1]
@@ -424,12 +432,13 @@ def test_torchrun_two_processes_end_with_identical_weights(
 
 
 def test_from_recipe_uses_the_registry_recipe_with_overrides() -> None:
-    recipe = mnist_zoo.registry.get_model_entry("deepercnn").recipe
+    recipe = get_recipe("deepercnn")
     trainer = Trainer.from_recipe(
         "deepercnn", epochs=2, device="cpu", model_kwargs={"batch_norm": True}
     )
-    assert trainer.epochs == 2
-    assert trainer.lr == recipe["lr"] and trainer.label_smoothing == recipe["label_smoothing"]
+    assert trainer.config.epochs == 2
+    assert trainer.config.lr == recipe.lr
+    assert trainer.config.label_smoothing == recipe.label_smoothing
     assert trainer.model_name == "deepercnn" and trainer.model_kwargs == {"batch_norm": True}
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.model.modules())
     # The recipe's seed fixes the initialisation.
@@ -439,3 +448,150 @@ def test_from_recipe_uses_the_registry_recipe_with_overrides() -> None:
     _assert_same_weights(trainer.model, again.model)
     with pytest.raises(KeyError, match="Did you mean 'deepercnn'"):
         Trainer.from_recipe("deepcnn")
+
+
+# --------------------------------------------------------------------------- the recipe as data
+
+
+def test_trainer_without_arguments_trains_the_base_recipe() -> None:
+    trainer = Trainer(mnist_zoo.create_model("simplecnn"))
+    assert trainer.config == BASE_RECIPE == TrainConfig()
+    # The recipe's warm-up wins: the Python and CLI quickstarts train the same schedule.
+    assert BASE_RECIPE.warmup_epochs == 2.0
+    for name in ("simplecnn", "deepercnn", "minivgg"):
+        assert get_recipe(name) == BASE_RECIPE
+
+
+def test_base_recipe_is_what_the_published_weights_record() -> None:
+    stored = json.loads((REPO / "hub" / "simplecnn" / "config.json").read_text())["recipe"]
+    resolved = dataclasses.replace(BASE_RECIPE, precision=stored["precision"])
+    # Same settings, same order: config.json and the card do not change with the refactor.
+    assert json.loads(json.dumps(dataclasses.asdict(resolved))) == stored
+    assert list(dataclasses.asdict(resolved)) == list(stored)
+    assert TrainConfig.from_dict(stored) == resolved
+
+
+def test_from_recipe_is_dataclasses_replace_of_the_registry_recipe() -> None:
+    trainer = Trainer.from_recipe("simplecnn", epochs=2, lr=1e-3, device="cpu", progress=False)
+    assert trainer.config == dataclasses.replace(get_recipe("simplecnn"), epochs=2, lr=1e-3)
+    assert trainer.progress is False  # a run option, not part of the recipe
+    config = TrainConfig(epochs=4, scheduler="cosine")
+    assert Trainer(trainer.model, config, device="cpu").config == config
+    assert Trainer(trainer.model, config, device="cpu", lr=0.1).config == dataclasses.replace(
+        config, lr=0.1
+    )
+
+
+def test_a_dict_recipe_in_the_registry_becomes_a_train_config() -> None:
+    entry = dataclasses.replace(
+        mnist_zoo.registry.get_model_entry("deepercnn"),
+        recipe={"epochs": 1, "augment": False, "model_kwargs": {"batch_norm": True}},
+    )
+    config, model_kwargs = registered_recipe(entry)
+    assert config == dataclasses.replace(BASE_RECIPE, epochs=1, augment=None)
+    assert model_kwargs == {"batch_norm": True}
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["lr", "weight_decay", "warmup_epochs", "label_smoothing", "ema_decay", "grad_clip"],
+)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_numbers_are_refused(setting: str, value: float) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"{setting} must be finite") as err:
+        TrainConfig(**{setting: value})
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(ValueError, match=setting):
+        _trainer(**{setting: value})
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"optimizer": "lion"}, "Unknown optimizer 'lion': choose one of adamw, adam, sgd"),
+        ({"scheduler": "cyclic"}, "Unknown scheduler 'cyclic': choose one of onecycle"),
+        ({"precision": "fp8"}, "Unknown precision 'fp8': choose one of auto, fp32"),
+        ({"lr": "fast"}, "lr must be a number"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"ema_decay": 1.0}, "ema_decay must be in"),
+        ({"augment": "yes"}, "augment must be a RandomAffine"),
+        ({"early_stopping": 3}, "early_stopping must be an EarlyStopping"),
+    ],
+)
+def test_train_config_validates_every_setting(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_unknown_settings_are_refused_with_the_valid_names() -> None:
+    model = mnist_zoo.create_model("simplecnn")
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) 'lrr'.*Recipe settings: epochs"):
+        Trainer(model, lrr=0.1)
+    with pytest.raises(TypeError, match="'warmup'.*run options: device"):
+        Trainer.from_recipe("simplecnn", warmup=1.0)
+    with pytest.raises(InvalidArgumentError, match="'learning_rate'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        Trainer(model, {"epochs": 1})  # type: ignore[arg-type]
+
+
+def test_the_recipe_is_frozen_and_round_trips_as_data() -> None:
+    config = TrainConfig(
+        epochs=3,
+        augment=RandomAffine(degrees=5, scale=(0.95, 1.05)),
+        early_stopping=EarlyStopping(monitor="val_acc", patience=2),
+        grad_clip=1.0,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0  # type: ignore[misc]
+    assert TrainConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+    assert TrainConfig(augment=True).augment == RandomAffine()
+    assert TrainConfig(augment=False).augment is None
+    assert isinstance(TrainConfig(lr=1).lr, float)
+    assert hash(config) == hash(dataclasses.replace(config))
+
+
+def test_resume_refuses_another_recipe_listing_every_difference(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    _trainer(epochs=1, checkpoint_dir=tmp_path).fit(small)
+    with pytest.raises(CheckpointError) as err:
+        _trainer(epochs=2, lr=1e-3, checkpoint_dir=tmp_path, resume=True).fit(small)
+    message = str(err.value)
+    assert "different epochs (1 there, 2 here), lr (0.003 there, 0.001 here)" in message
+    assert "another checkpoint_dir" in message
+    # The precision may change (a run can continue on other hardware).
+    resumed = _trainer(epochs=1, precision="bf16", checkpoint_dir=tmp_path, resume=True)
+    assert len(resumed.fit(small)) == 1
+
+
+def test_an_unreadable_checkpoint_is_a_clear_error(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        _trainer(epochs=1, checkpoint_dir=tmp_path, resume=True).fit(small)
+
+
+def test_checkpoints_record_the_resolved_recipe(
+    tmp_path: Path, small: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    trainer = _trainer(epochs=1, precision="auto", checkpoint_dir=tmp_path)
+    trainer.fit(small)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["config"] == dataclasses.asdict(trainer.resolved_config)
+    assert last["config"]["precision"] == trainer.precision != "auto"
+    assert trainer.config.precision == "auto"
+
+
+def test_devices_module_is_where_autocast_lives() -> None:
+    from mnist_zoo import devices, evaluation
+
+    assert evaluation.autocast_context is devices.autocast_context
+    assert select_device is devices.select_device
+    with pytest.raises(InvalidArgumentError, match="Unknown device 'tpu'"):
+        devices.select_device("tpu")
+    with devices.autocast_context(torch.device("cpu"), "fp32"):
+        assert not torch.is_autocast_enabled("cpu")
+    with devices.autocast_context(torch.device("cpu"), "bf16"):
+        assert torch.is_autocast_enabled("cpu")

@@ -35,11 +35,13 @@ def main(log: str, out: str) -> None:
             current[m.group(1)].append((int(m.group(4)) / 60, float(m.group(3))))
     if not panels:
         raise SystemExit(f"{log}: no 'NAME: target X%' section found")
+    # One panel per row, as wide as the documentation's text column (720 px at 100 dpi), so
+    # the page shows it at full size; side by side, each panel's labels shrank to unreadable.
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(6.5 * len(panels), 3.4), dpi=100, squeeze=False
+        len(panels), 1, figsize=(7.2, 3.3 * len(panels)), dpi=100, squeeze=False
     )
     labels = {"study": "study's loop (Adam, batch 64, fp32)", "trainer": "Trainer recipe"}
-    for ax, (name, panel) in zip(axes[0], panels.items(), strict=True):
+    for ax, (name, panel) in zip(axes[:, 0], panels.items(), strict=True):
         for key in ("study", "trainer"):
             if panel[key]:
                 xs, ys = zip(*panel[key], strict=True)
@@ -51,7 +53,7 @@ def main(log: str, out: str) -> None:
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(98.0, 99.7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     fig.savefig(out)
 

@@ -1,6 +1,10 @@
-"""The ``mnist-zoo`` command line: list, check-data, train, evaluate, predict, push.
+"""The ``mnist-zoo`` command line: list, check-data, train, evaluate, predict, serve, push.
 
-Run ``mnist-zoo COMMAND --help`` for each command's options.
+Run ``mnist-zoo COMMAND --help`` for each command's options. Every error the package raises on
+purpose (a :class:`mnist_zoo.errors.MnistZooError`) and every ``OSError`` ends the command with
+one line on standard error, ``mnist-zoo: error: ...``, and exit status 2 when the input was
+wrong or 1 when an operation failed. Messages name the command's own options (``--data``,
+``--model``), not the Python arguments behind them.
 """
 
 from __future__ import annotations
@@ -8,18 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    HubUnavailableError,
+    InvalidArgumentError,
+    InvalidHubFolderError,
+    MNISTNotFoundError,
+    MnistZooError,
+    exit_status,
+)
 
 if TYPE_CHECKING:  # the data module (and torch) load only when a command needs them
+    from torch import nn
+
     from .data import MNIST
 
-__all__ = ["HUB_OWNER", "build_parser", "main"]
+__all__ = ["build_parser", "main"]
 
-#: The Hub account that publishes this project's weights.
-HUB_OWNER = "mnist-zoo"
+_DATA_HINT = (
+    "pass --data DIR (a folder with the four MNIST IDX files), set $MNIST_ZOO_DATA, "
+    "or add --download"
+)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -47,76 +63,104 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _missing_data(err: MNISTNotFoundError, root: str | None) -> MNISTNotFoundError:
+    """``err`` retold with this command's options instead of Python arguments."""
+    where = root or "$MNIST_ZOO_DATA (or ~/.cache/mnist_zoo/mnist)"
+    first = str(err).split(" (looked for")[0]
+    return MNISTNotFoundError(f"{first}: nothing usable in {where}; {_DATA_HINT}.")
+
+
 def _load_split(root: str | None, split: str, download: bool = False) -> MNIST:
+    """One MNIST split, with a missing-files error that names this command's options."""
     from .data import MNIST
 
-    return MNIST(root, split=split, download=download)
+    try:
+        return MNIST(root, split=split, download=download)
+    except MNISTNotFoundError as err:
+        raise _missing_data(err, root) from err
+
+
+def _load_model(name: str, device: str, instead: str) -> nn.Module:
+    """A pretrained model by name or folder; an unreachable Hub's error says what to do."""
+    from .devices import select_device
+    from .hub import load_pretrained
+
+    resolved = select_device(device)  # an absent device is one clear line, not an assertion
+    try:
+        return load_pretrained(name, device=resolved)
+    except InvalidHubFolderError as err:
+        if "ensemble" not in str(err).lower():
+            raise
+        raise InvalidHubFolderError(
+            f"{name} describes the ensemble of the three pinned models (simplecnn, deepercnn, "
+            "minivgg) and holds no weights of its own: run `mnist-zoo evaluate ensemble` (it "
+            "needs the published Hub repos), or evaluate the members' folders one by one."
+        ) from err
+    except HubUnavailableError as err:
+        folder = f"hub/{Path(name).name.lower()}"
+        raise HubUnavailableError(
+            f"{err} On the command line: {instead.format(folder=folder)} (a folder in Hub layout: "
+            "a checkout of mnist_zoo has hub/NAME, and `mnist-zoo train` writes one)."
+        ) from err
+
+
+def _check_limit(name: str, limit: int | None, val_size: int | None) -> None:
+    """Refuse a --limit that the validation split would swallow, in the command's terms."""
+    if limit is None:
+        return
+    if limit < 1:
+        raise InvalidArgumentError(f"--limit must be a positive number of images, got {limit}.")
+    from .training import get_recipe
+
+    held_out = get_recipe(name).val_size if val_size is None else val_size
+    if held_out >= limit:
+        raise InvalidArgumentError(
+            f"--limit {limit} leaves no training images after the {held_out:,}-image validation "
+            f"split: pass --val-size N with N < {limit} (e.g. --val-size {max(limit // 10, 1)}), "
+            "or a larger --limit."
+        )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_model
-    from .hub import save_pretrained
-    from .registry import get_model_entry
-    from .training import Trainer
+    from .pipeline import train_and_save
 
-    entry = get_model_entry(args.name)
-    out = Path(args.out or f"runs/{entry.name}")
-    train = _load_split(args.data, "train", args.download)
-    test = _load_split(args.data, "test")
-    if args.limit is not None:
-        from torch.utils.data import Subset
-
-        train = Subset(train, range(min(args.limit, len(train))))
+    _check_limit(args.name, args.limit, args.val_size)
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
         "precision": args.precision,
-        "device": args.device,
         "seed": args.seed,
+        "val_size": args.val_size,
     }
-    trainer = Trainer.from_recipe(
-        entry.name,
-        checkpoint_dir=Path(args.checkpoint_dir) if args.checkpoint_dir else out / "checkpoints",
-        resume=args.resume,
-        progress="plain" if args.no_progress else "auto",
-        **{k: v for k, v in overrides.items() if v is not None},
-    )
-    start = time.perf_counter()
-    history = trainer.fit(train)
-    wall = time.perf_counter() - start
-    # The test set is scored once, after training; nothing above looked at it.
-    result = evaluate_model(trainer.model, test.images, test.targets, device=trainer.device)
-    metrics = result.to_dict()
-    metrics.update(
-        val_accuracy=history.rows[-1].get("val_acc", float("nan")),
-        epochs_trained=len(history),
-        # Summed over epochs from the history, so a resumed run still counts all of them.
-        train_time_s=round(sum(history["epoch_time_s"]), 1),
-    )
-    save_pretrained(
-        trainer.model.cpu(),
-        out,
-        name=entry.name,
-        model_kwargs=trainer.model_kwargs,
-        recipe=trainer.config(),
-        metrics=metrics,
-        repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
-    )
-    print(
-        f"{entry.name}: test accuracy {100 * result.accuracy:.2f}% after {len(history)} epochs; "
-        f"training {metrics['train_time_s'] / 60:.1f} min over all epochs, this run's wall time "
-        f"{wall / 60:.1f} min. Weights in {out}/"
-    )
+    try:
+        run = train_and_save(
+            args.name,
+            data=args.data,
+            download=args.download,
+            out=Path(args.out or f"runs/{args.name.lower()}"),
+            checkpoint_dir=args.checkpoint_dir,
+            resume=args.resume,
+            device=args.device or "auto",
+            limit=args.limit,
+            progress="plain" if args.no_progress else "auto",
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+    except MNISTNotFoundError as err:
+        raise _missing_data(err, args.data) from err
+    print(run.summary())
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_model
-    from .hub import load_pretrained
 
-    model = load_pretrained(args.model, device=args.device)
-    test = _load_split(args.data, "test")
+    model = _load_model(
+        args.model,
+        args.device,
+        "pass a folder instead of the name, e.g. `mnist-zoo evaluate {folder}`",
+    )
+    test = _load_split(args.data, "test", args.download)
     result = evaluate_model(model, test.images, test.targets, precision=args.precision)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -127,17 +171,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .hub import load_pretrained
     from .inference import predict
 
-    model = load_pretrained(args.model, device=args.device)
+    model = _load_model(args.model, args.device, "pass --model DIR, e.g. --model {folder}")
     status = 0
     for path in args.images:
         try:
             pred = predict(model, path)
-        except (OSError, ValueError) as err:
-            print(f"{path}: error: {err}", file=sys.stderr)
-            status = 1
+        except (MnistZooError, OSError) as err:
+            # One bad picture does not stop the others; each gets its own line.
+            print(f"mnist-zoo: error: {path}: {_one_line(err)}", file=sys.stderr)
+            status = max(status, exit_status(err))
             continue
         print(f"{path}: {int(pred.labels[0])} ({100 * float(pred.probs[0].max()):.1f}%)")
     return status
@@ -155,13 +199,18 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mnist-zoo`` (exposed for the docs and for tests)."""
-    from . import __version__
+    """The argument parser of ``mnist-zoo`` (exposed for the docs and for tests).
+
+    Returns:
+        The parser, with one sub-parser per command; each sets ``func`` to its handler.
+    """
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="mnist-zoo", description="A PyTorch model zoo for MNIST.")
     parser.add_argument("--version", action="version", version=f"mnist-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_help = "folder with the MNIST IDX files (default: $MNIST_ZOO_DATA)"
+    download_help = "download MNIST into the data folder if it is missing"
 
     p = sub.add_parser("list", help="list the models with their parameter counts")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. '*cnn'")
@@ -183,14 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", help="checkpoints and history (default: OUT/checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     p.add_argument("--data", help=data_help)
-    p.add_argument("--download", action="store_true", help="download MNIST if missing")
+    p.add_argument("--download", action="store_true", help=download_help)
     p.add_argument("--no-progress", action="store_true", help="plain log lines, no bars")
     p.add_argument("--limit", type=int, help="train on the first N training images (smoke runs)")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        help="training images held out for validation (default: the recipe's 5,000)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score a model on the MNIST test set")
-    p.add_argument("model", help="pretrained model name or a folder in Hub layout")
+    p.add_argument("model", metavar="NAME_OR_DIR", help="pretrained model name or Hub folder")
     p.add_argument("--data", help=data_help)
+    p.add_argument("--download", action="store_true", help=download_help)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -201,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="minivgg", help="name or Hub-layout folder")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_predict)
+
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
 
     p = sub.add_parser("push", help="upload hub/NAME to the Hugging Face Hub")
     p.add_argument("name", help="model name; uploads hub/NAME unless --folder is given")
@@ -215,21 +274,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (KeyError's repr quotes are not part of it)."""
+    message: Any = err.args[0] if isinstance(err, KeyError) and err.args else err
+    return " ".join(str(message).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mnist-zoo``; returns the exit status.
 
-    Expected failures (bad names, missing files, bad data) print one clear line, no traceback.
+    Args:
+        argv: The arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        0 on success; 1 when an operation failed (a data check, the Hub, a download, the
+        disk); 2 for bad input (an unknown model, missing files, a bad option value, also
+        argparse's own usage errors); 130 when interrupted. Errors are one line on standard
+        error; an exception the package did not raise on purpose (a bug) keeps its traceback.
     """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("mnist-zoo: interrupted", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, OSError, RuntimeError, TypeError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"mnist-zoo {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (MnistZooError, OSError) as err:
+        print(f"mnist-zoo: error: {_one_line(err)}", file=sys.stderr)
+        return exit_status(err)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,25 @@ members = [mnist_zoo.create_model(n) for n in ("simplecnn", "deepercnn", "minivg
 ensemble = mnist_zoo.Ensemble(members, weights=[1, 1, 2])
 mnist_zoo.predict(ensemble, images)   # works like any single model
 ```
+
+``mnist_zoo.load_pretrained("ensemble")`` loads the pretrained members into one (see
+:func:`mnist_zoo.hub.load_pretrained_ensemble`); this module only defines the model, and
+imports nothing from the hub.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["PRETRAINED_MEMBERS", "Ensemble", "load_pretrained_ensemble"]
+from .errors import InvalidArgumentError
+
+__all__ = ["PRETRAINED_MEMBERS", "Ensemble"]
+
+#: The members of ``load_pretrained("ensemble")``: the study's three networks.
+PRETRAINED_MEMBERS = ("simplecnn", "deepercnn", "minivgg")
 
 
 class Ensemble(nn.Module):
@@ -40,8 +48,8 @@ class Ensemble(nn.Module):
 
     Raises:
         TypeError: If ``models`` is a single module or contains something that is not one.
-        ValueError: If ``models`` is empty, or ``weights`` has the wrong length, negative or
-            non-finite entries, or sums to zero.
+        InvalidArgumentError: If ``models`` is empty, or ``weights`` has the wrong length,
+            negative or non-finite entries, or sums to zero (a ``ValueError``).
     """
 
     weights: torch.Tensor
@@ -56,7 +64,7 @@ class Ensemble(nn.Module):
             raise TypeError("Ensemble takes a list of models; wrap a single model in a list.")
         models = list(models)
         if not models:
-            raise ValueError("An ensemble needs at least one model.")
+            raise InvalidArgumentError("An ensemble needs at least one model.")
         for i, model in enumerate(models):
             if not isinstance(model, nn.Module):
                 raise TypeError(f"Member {i} is a {type(model).__name__}, not an nn.Module.")
@@ -64,7 +72,14 @@ class Ensemble(nn.Module):
         self.register_buffer("weights", _normalised_weights(weights, len(models)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Log of the weighted mean of the members' softmax probabilities, shape (N, C)."""
+        """Log of the weighted mean of the members' softmax probabilities.
+
+        Args:
+            x: A batch the members accept, e.g. images of shape (N, 1, 28, 28).
+
+        Returns:
+            (N, C) log-probabilities; ``softmax`` of them is the weighted mean probability.
+        """
         log_probs = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
         log_weights = self.weights.to(log_probs.dtype).log().view(-1, 1, 1)
         # log(sum_i w_i p_i) computed as a log-sum-exp, so tiny probabilities do not underflow
@@ -80,29 +95,11 @@ def _normalised_weights(weights: Sequence[float] | torch.Tensor | None, n: int) 
         return torch.full((n,), 1 / n)
     w = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
     if w.ndim != 1 or len(w) != n:
-        raise ValueError(f"Expected {n} weights, one per model, got shape {tuple(w.shape)}.")
+        raise InvalidArgumentError(
+            f"Expected {n} weights, one per model, got shape {tuple(w.shape)}."
+        )
     if not torch.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"Weights must be finite and non-negative, got {w.tolist()}.")
+        raise InvalidArgumentError(f"Weights must be finite and non-negative, got {w.tolist()}.")
     if w.sum() == 0:
-        raise ValueError("Weights must not all be zero.")
+        raise InvalidArgumentError("Weights must not all be zero.")
     return (w / w.sum()).float()
-
-
-#: The members of ``load_pretrained("ensemble")``: the study's three networks.
-PRETRAINED_MEMBERS = ("simplecnn", "deepercnn", "minivgg")
-
-
-def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
-    """The three pretrained models as one :class:`Ensemble` (equal weights), in eval mode.
-
-    Keyword arguments go to :func:`mnist_zoo.load_pretrained` for each member.
-    """
-    from .hub import load_pretrained
-
-    members = [load_pretrained(name, **kwargs) for name in PRETRAINED_MEMBERS]
-    ensemble = Ensemble(members).to(next(members[0].parameters()).device).eval()
-    ensemble.pretrained_cfg = {  # type: ignore[assignment]
-        "name": "ensemble",
-        "members": [m.pretrained_cfg for m in members],
-    }
-    return ensemble

@@ -1,13 +1,29 @@
-"""Scoring a model on MNIST: accuracy, per-class accuracy, confusion matrix, confused pairs."""
+"""Scoring a model on MNIST: accuracy, per-class accuracy, confusion matrix, confused pairs.
+
+```python
+import mnist_zoo
+test = mnist_zoo.MNIST(split="test")
+result = mnist_zoo.evaluate_model(model, test.images, test.targets)
+print(result.format())            # accuracy, per-class accuracy, confusion matrix
+result.to_dict()["test_accuracy"]
+```
+
+The model runs through :func:`mnist_zoo.inference.batched.batched_logits`, the primitive
+:func:`mnist_zoo.predict` uses too.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+# autocast_context lives in devices now; re-exported for code that imported it from here.
+from .devices import autocast_context
+from .errors import InvalidArgumentError
+from .inference.batched import batched_logits
 
 __all__ = [
     "EvaluationResult",
@@ -15,65 +31,37 @@ __all__ = [
     "confusion_matrix",
     "evaluate_model",
     "most_confused",
-    "predict_logits",
-    "to_float_images",
 ]
-
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """An autocast context for ``precision`` ("fp32", "bf16" or "fp16") on ``device``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
-
-
-def to_float_images(images: torch.Tensor) -> torch.Tensor:
-    """Images as the models take them: uint8 (MNIST's storage) scaled to float in [0, 1],
-    anything else cast to float as it is."""
-    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    batch_size: int = 1000,
-    device: torch.device | str | None = None,
-    precision: str = "fp32",
-) -> torch.Tensor:
-    """Logits (N, C) in fp32 for images (N, 1, 28, 28), uint8 or float in [0, 1].
-
-    The model is put in eval mode for the call and its previous mode restored afterwards.
-    """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            batch = to_float_images(images[start : start + batch_size].to(device))
-            with autocast_context(device, precision):
-                outputs.append(model(batch).float())
-        if not outputs:
-            raise ValueError("Cannot evaluate on an empty set of images.")
-        return torch.cat(outputs)
-    finally:
-        model.train(was_training)
 
 
 def confusion_matrix(
     targets: torch.Tensor, predictions: torch.Tensor, num_classes: int = 10
 ) -> torch.Tensor:
-    """Counts (num_classes, num_classes): row = true class, column = predicted class."""
+    """Count how often each true class was predicted as each class.
+
+    Args:
+        targets: (N,) true class indices.
+        predictions: (N,) predicted class indices.
+        num_classes: The number of classes C.
+
+    Returns:
+        (C, C) int64 counts: row = true class, column = predicted class.
+    """
     flat = targets.long() * num_classes + predictions.long()
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def most_confused(confusion: torch.Tensor, k: int = 5) -> list[tuple[int, int, int]]:
-    """The ``k`` most frequent mistakes as (true, predicted, count), most frequent first."""
+    """The most frequent mistakes in a confusion matrix.
+
+    Args:
+        confusion: (C, C) counts as :func:`confusion_matrix` returns them.
+        k: How many pairs to return at most.
+
+    Returns:
+        Up to ``k`` tuples (true, predicted, count), most frequent first; pairs never
+        confused are left out.
+    """
     off = confusion.clone()
     off.fill_diagonal_(0)
     counts, flat = off.flatten().sort(descending=True)
@@ -87,7 +75,18 @@ def most_confused(confusion: torch.Tensor, k: int = 5) -> list[tuple[int, int, i
 
 @dataclass
 class EvaluationResult:
-    """What :func:`evaluate_model` measured. Accuracies are fractions in [0, 1]."""
+    """What :func:`evaluate_model` measured. Accuracies are fractions in [0, 1].
+
+    Attributes:
+        accuracy: The fraction of images classified right.
+        loss: The mean cross-entropy of the logits.
+        num_images: How many images were scored.
+        per_class_accuracy: The accuracy on each true class, in class order.
+        confusion: (C, C) counts, row = true class, column = predicted class.
+        predictions: (N,) predicted class per image.
+        targets: (N,) true class per image.
+        probabilities: (N, C) softmax probabilities per image.
+    """
 
     accuracy: float
     loss: float
@@ -104,16 +103,32 @@ class EvaluationResult:
         return int(self.num_images - round(self.accuracy * self.num_images))
 
     def most_confused(self, k: int = 5) -> list[tuple[int, int, int]]:
-        """The ``k`` most frequent (true, predicted, count) mistakes."""
+        """The most frequent mistakes (see :func:`most_confused`).
+
+        Args:
+            k: How many pairs to return at most.
+
+        Returns:
+            Up to ``k`` tuples (true, predicted, count), most frequent first.
+        """
         return most_confused(self.confusion, k)
 
     def errors(self) -> Iterator[int]:
-        """Indices of misclassified images."""
+        """The misclassified images.
+
+        Returns:
+            An iterator over their indices, in increasing order.
+        """
         wrong = self.predictions != self.targets
         return iter(wrong.nonzero().flatten().tolist())
 
     def to_dict(self) -> dict[str, object]:
-        """Plain-Python metrics, as stored in a model card's config."""
+        """Plain-Python metrics, as stored in a model card's config.
+
+        Returns:
+            ``test_accuracy``, ``test_loss``, ``num_test_images``, ``per_class_accuracy`` and
+            ``confused_pairs`` (the five most frequent, as [true, predicted, count] lists).
+        """
         return {
             "test_accuracy": self.accuracy,
             "test_loss": self.loss,
@@ -123,7 +138,11 @@ class EvaluationResult:
         }
 
     def format(self) -> str:
-        """A readable report: accuracy, per-class accuracy, confusion matrix, confused pairs."""
+        """A readable report: accuracy, per-class accuracy, confusion matrix, confused pairs.
+
+        Returns:
+            The report, lines separated by newlines.
+        """
         n = self.confusion.shape[0]
         lines = [
             f"accuracy  {100 * self.accuracy:.2f}%  "
@@ -152,10 +171,32 @@ def evaluate_model(
     device: torch.device | str | None = None,
     precision: str = "fp32",
 ) -> EvaluationResult:
-    """Score ``model`` on ``images`` (N, 1, 28, 28) with integer ``targets`` (N,)."""
+    """Score ``model`` on labelled images.
+
+    The model runs in eval mode, each submodule's training flag restored afterwards (see
+    :func:`mnist_zoo.inference.batched.batched_logits`).
+
+    Args:
+        model: A classifier taking (N, 1, 28, 28) float images in [0, 1], returning logits.
+            It is not moved: it must already be on ``device``.
+        images: (N, 1, 28, 28) images, uint8 0-255 (as :class:`mnist_zoo.MNIST` stores them)
+            or float in [0, 1].
+        targets: (N,) integer class labels.
+        batch_size: How many images go through the model at once.
+        device: Where to run; defaults to the device of the model's parameters.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast).
+
+    Returns:
+        The metrics, with the predictions and probabilities per image (on the CPU).
+
+    Raises:
+        InvalidArgumentError: ``images`` and ``targets`` differ in length, there are no
+            images, ``batch_size`` is not a positive integer, or the model does not return
+            (N, classes) logits (a ``ValueError``).
+    """
     if len(images) != len(targets):
-        raise ValueError(f"{len(images)} images but {len(targets)} targets.")
-    logits = predict_logits(
+        raise InvalidArgumentError(f"{len(images)} images but {len(targets)} targets.")
+    logits = batched_logits(
         model, images, batch_size=batch_size, device=device, precision=precision
     ).cpu()
     targets = targets.cpu().long()

@@ -14,6 +14,8 @@ import copy
 import torch
 from torch import nn
 
+from .data import MNIST_MEAN, MNIST_STD
+from .errors import ImageError
 from .registry import PretrainedWeights, register_model
 
 __all__ = [
@@ -28,15 +30,15 @@ __all__ = [
     "with_plain_layers",
 ]
 
-#: Pixel mean and std of MNIST's 60,000 training images scaled to [0, 1].
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
-
 
 class Standardize(nn.Module):
     """Check the (N, 1, 28, 28) input convention, then map [0, 1] pixels to zero mean, unit std.
 
     The constants are not buffers, so they add nothing to a state dict or parameter count.
+
+    Args:
+        mean: The pixel mean to subtract; MNIST's training mean by default.
+        std: The pixel std to divide by; MNIST's training std by default.
     """
 
     def __init__(self, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
@@ -45,9 +47,20 @@ class Standardize(nn.Module):
         self.std = std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return ``(x - mean) / std`` after checking the input's shape and dtype."""
+        """Standardise a batch of images after checking its shape and dtype.
+
+        Args:
+            x: Float images in [0, 1], shape (N, 1, 28, 28).
+
+        Returns:
+            ``(x - mean) / std``, of the same shape.
+
+        Raises:
+            ImageError: ``x`` is not of shape (N, 1, 28, 28) (a ``ValueError``).
+            TypeError: ``x`` is not a float tensor.
+        """
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-            raise ValueError(
+            raise ImageError(
                 f"Expected images of shape (N, 1, 28, 28), got {tuple(x.shape)}. "
                 "Use mnist_zoo.predict() for single images or numpy arrays."
             )
@@ -73,7 +86,14 @@ class Features(nn.Sequential):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the layers in order, swapping each ReLU -> MaxPool2d pair (same result)."""
+        """Run the layers in order, swapping each ReLU -> MaxPool2d pair (same result).
+
+        Args:
+            x: The input of the first layer.
+
+        Returns:
+            The output of the last layer.
+        """
         layers = list(self)
         i = 0
         while i < len(layers):
@@ -101,7 +121,14 @@ class Flatten(nn.Flatten):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Flatten as ``nn.Flatten`` does; when training channels-last, return grads in kind."""
+        """Flatten as ``nn.Flatten`` does; when training channels-last, return grads in kind.
+
+        Args:
+            x: The tensor to flatten.
+
+        Returns:
+            ``x`` flattened from ``start_dim`` to ``end_dim``.
+        """
         if (
             x.requires_grad
             and x.ndim == 4
@@ -122,6 +149,12 @@ def with_plain_layers(model: nn.Module) -> nn.Module:
     The weights, state-dict keys, outputs and gradients are the same; only the speed-ups of
     :class:`Features` and :class:`Flatten` are gone. The tests and
     ``benchmarks/fast_layers.py`` compare the two.
+
+    Args:
+        model: Any module; it is not changed.
+
+    Returns:
+        A deep copy with every :class:`Features` and :class:`Flatten` replaced.
     """
     plain = copy.deepcopy(model)
     for child in list(plain.modules()):
@@ -142,7 +175,11 @@ def _pool() -> nn.MaxPool2d:
 
 
 class SimpleCNN(nn.Module):
-    """Two conv layers and two dense layers: the study's baseline (421,642 parameters)."""
+    """Two conv layers and two dense layers: the study's baseline (421,642 parameters).
+
+    Args:
+        num_classes: The number of outputs.
+    """
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
@@ -159,7 +196,14 @@ class SimpleCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, num_classes) for images (N, 1, 28, 28) in [0, 1]."""
+        """Classify a batch of images.
+
+        Args:
+            x: Float images in [0, 1], shape (N, 1, 28, 28).
+
+        Returns:
+            Logits of shape (N, num_classes).
+        """
         return self.classifier(self.features(self.normalize(x)))
 
 
@@ -167,7 +211,10 @@ class DeeperCNN(nn.Module):
     """Two blocks of two convs each, then dense 256 (870,634 parameters without batch norm).
 
     As in the study, a block's two convolutions are followed by a single ReLU.
-    ``batch_norm=True`` adds a BatchNorm2d after each convolution.
+
+    Args:
+        num_classes: The number of outputs.
+        batch_norm: Add a BatchNorm2d after each convolution.
     """
 
     def __init__(self, num_classes: int = 10, batch_norm: bool = False) -> None:
@@ -189,12 +236,24 @@ class DeeperCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, num_classes) for images (N, 1, 28, 28) in [0, 1]."""
+        """Classify a batch of images.
+
+        Args:
+            x: Float images in [0, 1], shape (N, 1, 28, 28).
+
+        Returns:
+            Logits of shape (N, num_classes).
+        """
         return self.classifier(self.features(self.normalize(x)))
 
 
 class MiniVGG(nn.Module):
-    """Three VGG blocks (64, 128, 256 x3) with BatchNorm, dense 512 (2,921,930 parameters)."""
+    """Three VGG blocks (64, 128, 256 x3) with BatchNorm, dense 512 (2,921,930 parameters).
+
+    Args:
+        num_classes: The number of outputs.
+        dropout: The dropout probability before the last layer.
+    """
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.5) -> None:
         super().__init__()
@@ -217,29 +276,20 @@ class MiniVGG(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (N, num_classes) for images (N, 1, 28, 28) in [0, 1]."""
+        """Classify a batch of images.
+
+        Args:
+            x: Float images in [0, 1], shape (N, 1, 28, 28).
+
+        Returns:
+            Logits of shape (N, num_classes).
+        """
         return self.classifier(self.features(self.normalize(x)))
 
 
-#: The recipe shared by the three models: AdamW with a OneCycle schedule, label smoothing,
-#: batch-wise random affine augmentation and an EMA of the weights, 10 epochs (the study: 30).
-#: benchmarks/recipes.py compares variants of it on the validation split.
-BASE_RECIPE: dict[str, object] = {
-    "epochs": 10,
-    "batch_size": 128,
-    "optimizer": "adamw",
-    "lr": 3e-3,
-    "weight_decay": 5e-4,
-    "scheduler": "onecycle",
-    "warmup_epochs": 2.0,
-    "label_smoothing": 0.1,
-    "ema_decay": 0.999,
-    "seed": 0,
-}
-
-
-#: The published weights of release v0.1.0: trained by `mnist-zoo train NAME` with the recipe
-#: above, pinned by tag and by the SHA-256 of the file (scripts/release.py prints these lines).
+#: The published weights of release v0.1.0: trained by `mnist-zoo train NAME` with the base
+#: recipe (mnist_zoo.training.BASE_RECIPE), pinned by tag and by the SHA-256 of the file
+#: (scripts/release.py prints these lines).
 _RELEASE = "v0.1.0"
 PRETRAINED = {
     "simplecnn": PretrainedWeights(
@@ -263,19 +313,40 @@ PRETRAINED = {
 }
 
 
-@register_model(recipe=BASE_RECIPE, pretrained=PRETRAINED["simplecnn"])
+@register_model(pretrained=PRETRAINED["simplecnn"])
 def simplecnn(**kwargs: object) -> SimpleCNN:
-    """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline."""
+    """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline.
+
+    Args:
+        **kwargs: Passed to :class:`SimpleCNN`.
+
+    Returns:
+        A freshly initialised :class:`SimpleCNN`.
+    """
     return SimpleCNN(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model(recipe=BASE_RECIPE, pretrained=PRETRAINED["deepercnn"])
+@register_model(pretrained=PRETRAINED["deepercnn"])
 def deepercnn(**kwargs: object) -> DeeperCNN:
-    """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm."""
+    """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm.
+
+    Args:
+        **kwargs: Passed to :class:`DeeperCNN`.
+
+    Returns:
+        A freshly initialised :class:`DeeperCNN`.
+    """
     return DeeperCNN(**kwargs)  # type: ignore[arg-type]
 
 
-@register_model(recipe=BASE_RECIPE, pretrained=PRETRAINED["minivgg"])
+@register_model(pretrained=PRETRAINED["minivgg"])
 def minivgg(**kwargs: object) -> MiniVGG:
-    """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout."""
+    """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout.
+
+    Args:
+        **kwargs: Passed to :class:`MiniVGG`.
+
+    Returns:
+        A freshly initialised :class:`MiniVGG`.
+    """
     return MiniVGG(**kwargs)  # type: ignore[arg-type]

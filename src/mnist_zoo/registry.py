@@ -4,22 +4,34 @@
 import mnist_zoo
 mnist_zoo.list_models("*cnn")        # ['deepercnn', 'simplecnn']
 model = mnist_zoo.create_model("minivgg")
+model.pretrained_cfg                 # {'architecture': 'minivgg', 'model_kwargs': {}}
 ```
+
+The registry knows names, builders, descriptions, published weights and, optionally, a model's
+own training recipe. It does not import the training package: a model registered without a
+recipe trains with the base recipe, which :func:`mnist_zoo.training.get_recipe` resolves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from torch import nn
+
+from .errors import InvalidArgumentError, UnknownModelError
+
+if TYPE_CHECKING:
+    from .training import TrainConfig
 
 __all__ = [
     "ModelEntry",
     "PretrainedWeights",
+    "Recipe",
     "UnknownModelError",
     "count_parameters",
     "create_model",
@@ -32,6 +44,9 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
+#: A model's own training recipe: a ``TrainConfig``, or a dict of its fields.
+Recipe: TypeAlias = "TrainConfig | dict[str, Any]"
+
 
 @dataclass(frozen=True)
 class PretrainedWeights:
@@ -39,6 +54,13 @@ class PretrainedWeights:
 
     In the spirit of torchvision's ``Weights.meta``: the weights carry their own metadata.
     ``sha256`` pins the exact bytes of ``filename`` at ``revision`` of ``repo_id``.
+
+    Attributes:
+        repo_id: The Hub repo, ``"owner/name"``.
+        revision: The tag, branch or commit the weights are pinned to.
+        sha256: The SHA-256 of the weights file, as hex.
+        filename: The weights file in the repo.
+        metrics: What the weights measured, e.g. ``{"test_accuracy": 0.9953}``.
     """
 
     repo_id: str
@@ -50,28 +72,22 @@ class PretrainedWeights:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """Everything the registry knows about one model name."""
+    """Everything the registry knows about one model name.
+
+    Attributes:
+        name: The registered name, lower case.
+        builder: The function that builds a fresh model; keyword arguments go to it.
+        description: The first line of the builder's docstring.
+        recipe: The model's own training recipe as given to :func:`register_model`, or
+            ``None``: the model trains with the base recipe.
+        pretrained: Where its published weights are, or ``None`` when it has none.
+    """
 
     name: str
     builder: Callable[..., nn.Module]
     description: str
-    recipe: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None
     pretrained: PretrainedWeights | None = None
-
-
-class UnknownModelError(KeyError):
-    """Raised for a model name the registry does not know; lists the known names."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        self.name = name
-        self.known = known
-        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.4)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        self.message = f"Unknown model {name!r}.{hint} Known models: {', '.join(known) or 'none'}."
-        super().__init__(self.message)
-
-    def __str__(self) -> str:  # KeyError would repr() the message, quoting it twice
-        return self.message
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -81,27 +97,40 @@ def register_model(
     fn: F | None = None,
     *,
     name: str | None = None,
-    recipe: dict[str, Any] | None = None,
+    recipe: Recipe | None = None,
     pretrained: PretrainedWeights | None = None,
 ) -> F | Callable[[F], F]:
     """Register a model builder under ``name`` (default: the function's name).
 
     Use bare (``@register_model``) or with arguments
-    (``@register_model(recipe={...}, pretrained=PretrainedWeights(...))``). The builder's
-    docstring's first line becomes the model's description. Registering a taken name raises
-    ``ValueError``.
+    (``@register_model(recipe=TrainConfig(epochs=20), pretrained=PretrainedWeights(...))``).
+    The builder's docstring's first line becomes the model's description.
+
+    Args:
+        fn: The builder, when used bare as ``@register_model``.
+        name: The name to register under, case-insensitive; defaults to the builder's name.
+        recipe: The model's own training recipe, a ``TrainConfig`` (or a dict of its fields,
+            kept as given). ``None`` (the default): it trains with the base recipe.
+        pretrained: Where the model's published weights are, if it has any.
+
+    Returns:
+        The builder unchanged, or, used with arguments, a decorator that registers and
+        returns it.
+
+    Raises:
+        InvalidArgumentError: The name is already registered (a ``ValueError``).
     """
 
     def decorator(builder: F) -> F:
         key = (name or builder.__name__).lower()
         if key in _REGISTRY:
-            raise ValueError(f"A model named {key!r} is already registered.")
+            raise InvalidArgumentError(f"A model named {key!r} is already registered.")
         doc = (builder.__doc__ or "").strip().splitlines()
         _REGISTRY[key] = ModelEntry(
             name=key,
             builder=builder,
             description=doc[0] if doc else "",
-            recipe=dict(recipe or {}),
+            recipe=dict(recipe) if isinstance(recipe, Mapping) else recipe,
             pretrained=pretrained,
         )
         return builder
@@ -110,9 +139,14 @@ def register_model(
 
 
 def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
-    """Sorted names of registered models matching the fnmatch ``pattern``.
+    """Names of the registered models, sorted.
 
-    With ``pretrained=True`` only models that have published weights are listed.
+    Args:
+        pattern: An ``fnmatch`` pattern the names must match, case-insensitive.
+        pretrained: List only models that have published weights.
+
+    Returns:
+        The matching names, sorted.
     """
     return sorted(
         n
@@ -122,38 +156,108 @@ def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
 
 
 def list_pretrained(pattern: str = "*") -> list[str]:
-    """Sorted names of registered models that have published weights."""
+    """Names of the registered models that have published weights, sorted.
+
+    Args:
+        pattern: An ``fnmatch`` pattern the names must match, case-insensitive.
+
+    Returns:
+        The matching names, sorted.
+    """
     return list_models(pattern, pretrained=True)
 
 
 def get_model_entry(name: str) -> ModelEntry:
-    """The registry entry for ``name``; raises ``UnknownModelError`` if there is none."""
+    """The registry entry for ``name``.
+
+    Args:
+        name: A registered model name, case-insensitive.
+
+    Returns:
+        The entry.
+
+    Raises:
+        UnknownModelError: No model of that name is registered (a ``KeyError``); the message
+            suggests the closest name and lists them all.
+        TypeError: ``name`` is not a string.
+    """
     if not isinstance(name, str):
         raise TypeError(f"Model name must be a string, got {type(name).__name__}.")
     try:
         return _REGISTRY[name.lower()]
     except KeyError:
-        raise UnknownModelError(name, list_models()) from None
+        known = list_models()
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.4)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownModelError(name, known, hint) from None
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a freshly initialised model by registry name; ``kwargs`` go to its builder."""
-    return get_model_entry(name).builder(**kwargs)
+    """Build a freshly initialised model by registry name.
+
+    As timm does, the model records where it came from in ``model.pretrained_cfg``:
+    ``{"architecture": name, "model_kwargs": kwargs}``, which :func:`mnist_zoo.save_pretrained`
+    reads, so a created model can be saved without repeating its name.
+
+    Args:
+        name: A registered model name, case-insensitive.
+        **kwargs: Passed to the model's builder (e.g. ``num_classes=3``).
+
+    Returns:
+        The new model, in training mode as PyTorch builds it.
+
+    Raises:
+        UnknownModelError: No model of that name is registered (a ``KeyError``).
+        TypeError: ``name`` is not a string, or the builder rejects ``kwargs``.
+    """
+    entry = get_model_entry(name)
+    model = entry.builder(**kwargs)
+    model.pretrained_cfg = {"architecture": entry.name, "model_kwargs": dict(kwargs)}
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (elements) in ``model``."""
+    """Number of parameters (elements, not tensors) in ``model``.
+
+    Args:
+        model: Any module.
+        trainable_only: Count only parameters that require gradients.
+
+    Returns:
+        The number of elements.
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def model_info(name: str, **kwargs: Any) -> dict[str, Any]:
-    """Name, description, parameter count, recipe and pretrained info of a registered model."""
+    """What the registry knows about a model, with its parameter count.
+
+    Args:
+        name: A registered model name, case-insensitive.
+        **kwargs: Passed to the model's builder, for the parameter count.
+
+    Returns:
+        A dict with ``name``, ``description``, ``parameters`` (the count), ``recipe`` (the
+        model's own recipe as a plain dict, empty when it trains with the base recipe) and
+        ``pretrained`` (its :class:`PretrainedWeights` or ``None``).
+
+    Raises:
+        UnknownModelError: No model of that name is registered (a ``KeyError``).
+    """
     entry = get_model_entry(name)
     model = entry.builder(**kwargs)
     return {
         "name": entry.name,
         "description": entry.description,
         "parameters": count_parameters(model),
-        "recipe": dict(entry.recipe),
+        "recipe": _as_dict(entry.recipe),
         "pretrained": entry.pretrained,
     }
+
+
+def _as_dict(recipe: Recipe | None) -> dict[str, Any]:
+    if recipe is None:
+        return {}
+    if dataclasses.is_dataclass(recipe) and not isinstance(recipe, type):
+        return dataclasses.asdict(recipe)
+    return dict(recipe)

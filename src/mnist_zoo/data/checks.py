@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import MNIST_MEAN, MNIST_STD
-from .idx import IDXFormatError, read_idx
-from .mnist import SPLITS, MNISTNotFoundError, _locate, default_root
+from ..errors import IDXFormatError, MNISTNotFoundError
+from .files import MNIST_MEAN, MNIST_STD, SPLITS, _locate, default_root
+from .idx import read_idx
 
 __all__ = ["CheckResult", "DataCheckReport", "check_mnist"]
 
@@ -70,7 +70,11 @@ class DataCheckReport:
         return bool(self.checks) and all(check.passed for check in self.checks)
 
     def format(self) -> str:
-        """Return the report as a plain-text table, one row per check, with a summary line."""
+        """Return the report as a plain-text table, one row per check, with a summary line.
+
+        Returns:
+            The table, lines separated by newlines, without a trailing newline.
+        """
         width = max([len("check"), *(len(check.name) for check in self.checks)])
         indent = " " * (width + 10)  # under the detail column
         lines = [f"MNIST data checks in {self.root}", ""]

@@ -1,8 +1,13 @@
 """Download the four MNIST files from the well-known mirrors, verified and written atomically.
 
-Each file is streamed to a temporary name in the target folder, its MD5 checked against the
-published value, and only then renamed into place with :func:`os.replace`. An interrupted or
-corrupt download therefore never leaves a half-written file under a real name.
+Each file is streamed through :func:`mnist_zoo.atomic.atomic_writer` to a temporary name in the
+target folder, its MD5 checked against the published value, and only then renamed into place.
+An interrupted or corrupt download therefore never leaves a half-written file under a real name.
+
+```python
+from mnist_zoo.data import download_mnist
+download_mnist("data/mnist")   # the four .gz files, skipping those already there
+```
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .mnist import SPLITS, candidate_names, default_root, find_mnist_file
+from ..atomic import atomic_writer
+from ..errors import DownloadError, InvalidArgumentError
+from .files import KINDS, SPLITS, candidate_names, default_root, find_mnist_file
 
 __all__ = ["MIRRORS", "MNIST_MD5S", "DownloadError", "download_mnist"]
 
@@ -37,10 +43,6 @@ MNIST_MD5S: dict[str, str] = {
 }
 
 _CHUNK_SIZE = 1 << 16
-
-
-class DownloadError(RuntimeError):
-    """Every mirror failed for a file; the message lists each mirror's failure."""
 
 
 def download_mnist(
@@ -66,8 +68,9 @@ def download_mnist(
         The paths of the four files (the existing ones where present).
 
     Raises:
-        DownloadError: No mirror delivered one of the files intact.
-        ValueError: ``md5s`` lacks one of the files to download.
+        DownloadError: No mirror delivered one of the files intact (a ``ConnectionError``).
+        InvalidArgumentError: ``md5s`` lacks one of the files to download (a ``ValueError``).
+        OSError: ``root`` cannot be created or written to.
     """
     root = default_root() if root is None else Path(root).expanduser()
     # Looked up at call time so the module constants can be swapped (tests, private mirrors).
@@ -77,7 +80,7 @@ def download_mnist(
 
     paths = []
     for split in SPLITS:
-        for kind in ("images", "labels"):
+        for kind in KINDS:
             existing = find_mnist_file(root, split, kind)
             if existing is not None:
                 paths.append(existing)
@@ -85,7 +88,9 @@ def download_mnist(
             # The mirrors use the original naming, gzip-compressed.
             name = candidate_names(split, kind)[0] + ".gz"
             if name not in md5s:
-                raise ValueError(f"No MD5 given for {name}; md5s must cover all four files")
+                raise InvalidArgumentError(
+                    f"No MD5 given for {name}; md5s must cover all four files"
+                )
             paths.append(_download_file(name, root, mirrors, md5s[name], timeout))
     return paths
 
@@ -107,24 +112,18 @@ def _download_file(name: str, root: Path, mirrors: Sequence[str], md5: str, time
 
 
 def _fetch_verified(url: str, target: Path, md5: str, timeout: float) -> Path:
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    temp = Path(temp_name)
-    try:
-        digest = hashlib.md5(usedforsecurity=False)
-        received = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            while chunk := response.read(_CHUNK_SIZE):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
+    digest = hashlib.md5(usedforsecurity=False)
+    received = 0
+    # Raising inside the block discards the temporary file and leaves ``target`` untouched.
+    with atomic_writer(target) as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        declared = response.headers.get("Content-Length")
+        while chunk := response.read(_CHUNK_SIZE):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
         # http.client returns a short body without complaint when the server hangs up early.
         if declared is not None and declared.isdigit() and received != int(declared):
             raise OSError(f"connection closed after {received} of {declared} bytes")
         if digest.hexdigest() != md5.lower():
             raise ValueError(f"MD5 mismatch: expected {md5}, got {digest.hexdigest()}")
-        os.replace(temp, target)
-        return target
-    finally:
-        # After a successful os.replace the temp name is gone; otherwise nothing is left behind.
-        temp.unlink(missing_ok=True)
+    return target

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
+from ..errors import IDXFileNotFoundError, IDXFormatError, InvalidArgumentError
+
 __all__ = ["IDX_DTYPES", "IDXFileNotFoundError", "IDXFormatError", "read_idx", "write_idx"]
 
 #: IDX type code -> big-endian numpy dtype of the stored values.
@@ -40,24 +43,6 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _TYPE_CODES: dict[np.dtype, int] = {dtype: code for code, dtype in IDX_DTYPES.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DIM_SIZE = 2**32 - 1
-
-
-class IDXFormatError(ValueError):
-    """An IDX file is missing, unreadable or malformed; the message names the file and the fault.
-
-    Attributes:
-        path: The file that was being read.
-        reason: What is wrong with it, without the path.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-
-class IDXFileNotFoundError(IDXFormatError, FileNotFoundError):
-    """The IDX file does not exist; catchable as both IDXFormatError and FileNotFoundError."""
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -152,7 +137,9 @@ def _product(shape: tuple[int, ...]) -> int:
 def write_idx(
     path: str | os.PathLike[str], array: np.ndarray, *, compress: bool | None = None
 ) -> None:
-    """Write an array as an IDX file, optionally gzip-compressed.
+    """Write an array as an IDX file, optionally gzip-compressed, atomically.
+
+    The file appears complete or not at all (see :func:`mnist_zoo.atomic.atomic_writer`).
 
     Args:
         path: Where to write. Parent folders must exist.
@@ -162,20 +149,24 @@ def write_idx(
             exactly when the file name ends in ``.gz``.
 
     Raises:
-        ValueError: The array's dtype or shape cannot be stored as IDX.
+        InvalidArgumentError: The array's dtype or shape cannot be stored as IDX (a
+            ``ValueError``).
+        OSError: The file cannot be written (a missing folder, no permission, a full disk).
     """
     path = Path(path)
     array = np.asarray(array)
     big_endian = array.dtype.newbyteorder(">")
     if big_endian not in _TYPE_CODES:
         supported = ", ".join(dtype.name for dtype in IDX_DTYPES.values())
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; supported: {supported}")
+        raise InvalidArgumentError(f"IDX cannot store dtype {array.dtype}; supported: {supported}")
     if array.ndim == 0:
-        raise ValueError("IDX needs at least one dimension; reshape a scalar to (1,)")
+        raise InvalidArgumentError("IDX needs at least one dimension; reshape a scalar to (1,)")
     if array.ndim > 255:
-        raise ValueError(f"IDX allows at most 255 dimensions, got {array.ndim}")
+        raise InvalidArgumentError(f"IDX allows at most 255 dimensions, got {array.ndim}")
     if any(size > _MAX_DIM_SIZE for size in array.shape):
-        raise ValueError(f"IDX dimension sizes must be below 2**32, got shape {array.shape}")
+        raise InvalidArgumentError(
+            f"IDX dimension sizes must be below 2**32, got shape {array.shape}"
+        )
 
     header = bytes([0, 0, _TYPE_CODES[big_endian], array.ndim])
     header += struct.pack(f">{array.ndim}I", *array.shape)
@@ -185,4 +176,4 @@ def write_idx(
     if compress:
         # mtime=0 makes the output byte-for-byte reproducible.
         content = gzip.compress(content, compresslevel=6, mtime=0)
-    path.write_bytes(content)
+    atomic_write(path, content)

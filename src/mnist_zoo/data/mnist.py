@@ -16,6 +16,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import MNISTFormatError, MNISTNotFoundError
+from .download import download_mnist
+from .files import (
+    DATA_ENV_VAR,
+    SPLITS,
+    _locate,
+    candidate_names,
+    check_split,
+    default_root,
+    find_mnist_file,
+)
 from .idx import read_idx
 
 __all__ = [
@@ -27,92 +38,26 @@ __all__ = [
     "candidate_names",
     "default_root",
     "find_mnist_file",
+    "to_float_images",
 ]
 
-#: Environment variable naming the folder that holds the MNIST files.
-DATA_ENV_VAR = "MNIST_ZOO_DATA"
-#: The valid values of ``split``.
-SPLITS = ("train", "test")
-_PREFIXES = {"train": "train", "test": "t10k"}
-_IDX_SUFFIXES = {"images": "idx3", "labels": "idx1"}
 _IMAGE_SIZE = (28, 28)
 
 
-class MNISTFormatError(ValueError):
-    """The MNIST files were read as IDX but do not hold a valid MNIST split."""
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """Images as the models take them: float, with uint8 pixels scaled from 0-255 to [0, 1].
 
-
-class MNISTNotFoundError(FileNotFoundError):
-    """The MNIST files are not in the folder; the message lists the names looked for."""
-
-
-def default_root() -> Path:
-    """Return the folder MNIST is read from when no root is given.
-
-    Returns:
-        ``$MNIST_ZOO_DATA`` when that variable is set and not empty, else
-        ``~/.cache/mnist_zoo/mnist``.
-    """
-    from_env = os.environ.get(DATA_ENV_VAR)
-    if from_env:
-        return Path(from_env).expanduser()
-    return Path.home() / ".cache" / "mnist_zoo" / "mnist"
-
-
-def candidate_names(split: str, kind: str) -> list[str]:
-    """Return the file names accepted for one MNIST file, in the order they are looked for.
-
-    Both namings in circulation are accepted: the original distribution's
-    (``train-images-idx3-ubyte``, optionally ``.gz``) and Kaggle's
-    (``train-images.idx3-ubyte``). Plain files come first because they read faster.
+    This is the package's one uint8-to-float conversion: the dataset's items, the Trainer's
+    batches, :func:`mnist_zoo.evaluate_model` and :func:`mnist_zoo.predict` all go through it.
 
     Args:
-        split: ``"train"`` or ``"test"``.
-        kind: ``"images"`` or ``"labels"``.
+        images: A tensor of any shape: uint8 0-255 (MNIST's storage), or already float.
 
     Returns:
-        The four candidate names, e.g. for the test labels ``t10k-labels-idx1-ubyte``,
-        ``t10k-labels.idx1-ubyte``, ``t10k-labels-idx1-ubyte.gz``, ``t10k-labels.idx1-ubyte.gz``.
+        A float32 tensor of the same shape: uint8 divided by 255, anything else cast to float
+        as it is (a float32 tensor is returned unchanged, not copied).
     """
-    _check_split(split)
-    if kind not in _IDX_SUFFIXES:
-        raise ValueError(f"Unknown kind {kind!r}; valid kinds are 'images', 'labels'")
-    stem = f"{_PREFIXES[split]}-{kind}"
-    suffix = _IDX_SUFFIXES[kind]
-    original, kaggle = f"{stem}-{suffix}-ubyte", f"{stem}.{suffix}-ubyte"
-    return [original, kaggle, f"{original}.gz", f"{kaggle}.gz"]
-
-
-def find_mnist_file(root: str | os.PathLike[str], split: str, kind: str) -> Path | None:
-    """Return the first of :func:`candidate_names` that exists in ``root``, or ``None``.
-
-    Args:
-        root: The folder to look in.
-        split: ``"train"`` or ``"test"``.
-        kind: ``"images"`` or ``"labels"``.
-    """
-    for name in candidate_names(split, kind):
-        path = Path(root) / name
-        if path.is_file():
-            return path
-    return None
-
-
-def _locate(root: Path, split: str, kind: str) -> Path:
-    path = find_mnist_file(root, split, kind)
-    if path is None:
-        names = ", ".join(candidate_names(split, kind))
-        raise MNISTNotFoundError(
-            f"MNIST {split} {kind} not found in {root} (looked for {names}). "
-            f"Pass download=True, or set {DATA_ENV_VAR} to a folder holding the files."
-        )
-    return path
-
-
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        valid = ", ".join(repr(s) for s in SPLITS)
-        raise ValueError(f"Unknown split {split!r}; valid splits are {valid}")
+    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
 
 
 class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -136,8 +81,9 @@ class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             :func:`mnist_zoo.data.download_mnist`).
 
     Raises:
-        ValueError: ``split`` is not one of :data:`SPLITS`.
+        InvalidArgumentError: ``split`` is not one of :data:`SPLITS` (a ``ValueError``).
         MNISTNotFoundError: A file is missing and ``download`` is false.
+        DownloadError: ``download`` is true and no mirror delivered a missing file.
         IDXFormatError: A file is not valid IDX.
         MNISTFormatError: The files are valid IDX but not a valid MNIST split.
     """
@@ -161,13 +107,10 @@ class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         split: str = "train",
         download: bool = False,
     ) -> None:
-        _check_split(split)
+        check_split(split)
         self.split = split
         self.root = default_root() if root is None else Path(root).expanduser()
         if download:
-            # Imported here, not at the top: download.py builds on this module's file naming.
-            from .download import download_mnist
-
             download_mnist(self.root)
         images_path = _locate(self.root, split, "images")
         labels_path = _locate(self.root, split, "labels")
@@ -181,8 +124,15 @@ class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return image ``index`` as float32 (1, 28, 28) in [0, 1] and its label as a 0-d long."""
-        return self.images[index].float().div_(255), self.targets[index]
+        """Return one item of the split.
+
+        Args:
+            index: Position of the image, as for a list (negative counts from the end).
+
+        Returns:
+            The image as float32 (1, 28, 28) in [0, 1] and its label as a 0-d long tensor.
+        """
+        return to_float_images(self.images[index]), self.targets[index]
 
     def __repr__(self) -> str:
         return f"MNIST(split={self.split!r}, root='{self.root}', n={len(self)})"

@@ -1,0 +1,208 @@
+"""Every exception mnist_zoo raises on purpose, under one base class.
+
+```python
+import mnist_zoo
+try:
+    model = mnist_zoo.load_pretrained("minivgg")
+except mnist_zoo.MnistZooError as err:   # anything the package reports on purpose
+    print(err)
+```
+
+Each class also inherits the built-in exception it resembles, so code written against the
+built-ins keeps working: ``except ValueError`` still catches a malformed IDX file,
+``except KeyError`` an unknown model name, ``except FileNotFoundError`` missing MNIST files,
+``except ConnectionError`` an unreachable Hub.
+
+The command line prints any of them as one line and exits with status 2 when the error is
+about the caller's input (a :class:`ValueError`, :class:`KeyError` or
+:class:`FileNotFoundError` underneath) and 1 when an operation failed (see
+:func:`exit_status`). A genuine bug, an exception the package did not raise on purpose,
+still shows its traceback.
+
+This module is the lowest layer of the package: it imports nothing from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "ChecksumMismatchError",
+    "CheckpointError",
+    "CorruptWeightsError",
+    "DeviceNotAvailableError",
+    "DownloadError",
+    "HubError",
+    "HubFileNotFoundError",
+    "HubNotFoundError",
+    "HubRepoNotFoundError",
+    "HubRevisionNotFoundError",
+    "HubUnavailableError",
+    "IDXFileNotFoundError",
+    "IDXFormatError",
+    "ImageError",
+    "InvalidArgumentError",
+    "InvalidHubFolderError",
+    "MNISTFormatError",
+    "MNISTNotFoundError",
+    "MissingDependencyError",
+    "MnistZooError",
+    "NoPretrainedWeightsError",
+    "PictureTooLargeError",
+    "TrainingError",
+    "UnknownModelError",
+    "WeightsMismatchError",
+    "exit_status",
+]
+
+
+class MnistZooError(Exception):
+    """Base class of every exception mnist_zoo raises on purpose."""
+
+
+def exit_status(error: BaseException) -> int:
+    """The command line's exit status for ``error``: 2 for bad input, 1 for a failed operation.
+
+    Args:
+        error: An exception caught by the command line.
+
+    Returns:
+        2 when the error is about what the caller asked for (it is a ``ValueError``,
+        ``KeyError`` or ``FileNotFoundError``), 1 otherwise (an unreachable Hub, a failed
+        download, a full disk).
+    """
+    return 2 if isinstance(error, (ValueError, KeyError, FileNotFoundError)) else 1
+
+
+class InvalidArgumentError(MnistZooError, ValueError):
+    """An argument, option or setting has a value the package cannot use."""
+
+
+class MissingDependencyError(MnistZooError, ImportError):
+    """An optional feature needs a package that is not installed; the message names the extra."""
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+class IDXFormatError(MnistZooError, ValueError):
+    """An IDX file is missing, unreadable or malformed; the message names the file and the fault.
+
+    Attributes:
+        path: The file that was being read.
+        reason: What is wrong with it, without the path.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class IDXFileNotFoundError(IDXFormatError, FileNotFoundError):
+    """The IDX file does not exist; catchable as both IDXFormatError and FileNotFoundError."""
+
+
+class MNISTFormatError(MnistZooError, ValueError):
+    """The MNIST files were read as IDX but do not hold a valid MNIST split."""
+
+
+class MNISTNotFoundError(MnistZooError, FileNotFoundError):
+    """The MNIST files are not in the folder; the message lists the names looked for."""
+
+
+class DownloadError(MnistZooError, ConnectionError):
+    """Every mirror failed for a file; the message lists each mirror's failure."""
+
+
+# --- models and devices ----------------------------------------------------------------------
+
+
+class UnknownModelError(MnistZooError, KeyError):
+    """A model name the registry does not know; the message lists the known names."""
+
+    def __init__(self, name: str, known: list[str], hint: str = "") -> None:
+        self.name = name
+        self.known = known
+        self.message = f"Unknown model {name!r}.{hint} Known models: {', '.join(known) or 'none'}."
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would repr() the message, quoting it twice
+        return self.message
+
+
+class DeviceNotAvailableError(MnistZooError, RuntimeError):
+    """An explicitly requested device does not exist on this machine."""
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+class TrainingError(MnistZooError, RuntimeError):
+    """Training could not go on (for example the loss stopped being finite)."""
+
+
+class CheckpointError(MnistZooError, ValueError):
+    """A checkpoint cannot be resumed from: unreadable, or written by another run."""
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+
+class ImageError(MnistZooError, ValueError):
+    """A picture cannot be used: not an image file, truncated, blank, or of the wrong shape."""
+
+
+class PictureTooLargeError(ImageError):
+    """A picture has more pixels than the reader accepts (a decompression bomb, say)."""
+
+
+# --- the Hub and Hub folders -----------------------------------------------------------------
+
+
+class HubError(MnistZooError):
+    """Base class of every error raised while saving, publishing or loading Hub weights."""
+
+
+class NoPretrainedWeightsError(HubError, KeyError):
+    """The model is registered but has no published weights."""
+
+    def __str__(self) -> str:  # as UnknownModelError: no repr() quotes around the message
+        return str(self.args[0]) if self.args else ""
+
+
+class HubUnavailableError(HubError, ConnectionError):
+    """The Hub could not be reached (or offline mode is on) and the file is not cached."""
+
+
+class HubNotFoundError(HubError, FileNotFoundError):
+    """The Hub answered, but the repo, revision or file does not exist there."""
+
+
+class HubRepoNotFoundError(HubNotFoundError):
+    """The Hub repo does not exist (or is private or gated)."""
+
+
+class HubRevisionNotFoundError(HubNotFoundError):
+    """The repo exists but the requested revision does not."""
+
+
+class HubFileNotFoundError(HubNotFoundError):
+    """The repo and revision exist but the file does not."""
+
+
+class ChecksumMismatchError(HubError):
+    """A weights file's SHA-256 is not the expected one; the file was not loaded."""
+
+
+class CorruptWeightsError(HubError, ValueError):
+    """A weights file is not a readable safetensors file."""
+
+
+class WeightsMismatchError(HubError, ValueError):
+    """The tensors in a weights file do not fit the model's architecture."""
+
+
+class InvalidHubFolderError(HubError, ValueError):
+    """A local folder is not a complete, readable Hub folder."""

@@ -1,0 +1,238 @@
+"""The model card (a Hub folder's README.md), rendered from a template shipped with the package.
+
+The card is ``templates/model_card.md``, Markdown with Jinja, rendered by
+``huggingface_hub.ModelCard.from_template``: the YAML front matter comes from a
+``ModelCardData`` (license, ``library_name: mnist-zoo``, tags, dataset, the test accuracy as
+``model-index``), the body from the values prepared here. One template serves both a single
+model's card and the ensemble's (``hub/ensemble/README.md``, written by ``scripts/release.py``).
+
+```python
+from mnist_zoo.hub.card import model_card
+card = model_card(config, entry=get_model_entry("minivgg"), num_parameters=1_234_567)
+card.data.library_name      # 'mnist-zoo'
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .._version import __version__
+from ..registry import ModelEntry
+from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME
+
+__all__ = ["PROJECT_URL", "TEMPLATE_PATH", "card_markdown", "ensemble_card", "model_card"]
+
+#: The template both cards are rendered from: Markdown with Jinja, shipped as package data.
+TEMPLATE_PATH = resources.files(__package__).joinpath("templates", "model_card.md")
+
+#: Where the card's readers find the library.
+PROJECT_URL = "https://github.com/mnist-zoo/mnist_zoo"
+
+_TAGS = ["image-classification", "mnist", "pytorch", "safetensors", LIBRARY_NAME]
+_ENSEMBLE_TAGS = ["image-classification", "mnist", "pytorch", "ensemble", LIBRARY_NAME]
+
+
+def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: int) -> ModelCard:
+    """The model card of one trained model, rendered from its ``config.json`` content.
+
+    Args:
+        config: What :func:`~mnist_zoo.hub.save_pretrained` writes to ``config.json``:
+            ``architecture``, ``model_kwargs``, ``recipe`` (a plain dict, possibly with nested
+            dicts, as ``dataclasses.asdict`` of a ``TrainConfig`` gives), ``metrics`` (fractions
+            in [0, 1]), ``sha256``, ``repo_id`` and ``library_version``.
+        entry: The registry entry of the architecture (its name, description and pin).
+        num_parameters: The model's parameter count, shown in the card.
+
+    Returns:
+        The card; ``card_markdown(card)`` is the README.md text.
+
+    Raises:
+        KeyError: ``config`` lacks ``architecture`` or ``sha256``.
+    """
+    metrics = dict(config.get("metrics") or {})
+    recipe = dict(config.get("recipe") or {})
+    repo_name = (config.get("repo_id") or entry.name).split("/")[-1]
+    # A folder meant for a Hub repo is loaded by name once published; otherwise by path.
+    by_name = entry.pretrained is not None or bool(config.get("repo_id"))
+    kwargs = config.get("model_kwargs") or {}
+    fields = {
+        **_common_fields(config, metrics, title=repo_name),
+        "description": entry.description,
+        "name": entry.name,
+        "load_name": entry.name if by_name else f"hub/{entry.name}",
+        "load_comment": "" if by_name else "  # a local copy of this repo",
+        "architecture": f"{entry.name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})",
+        "num_parameters": f"{num_parameters:,}",
+        "recipe_rows": recipe_rows(recipe),
+        "validation": _validation(metrics, recipe),
+        "sha256": config["sha256"],
+    }
+    data = _card_data(metrics, tags=_TAGS, model_name=repo_name)
+    return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **fields)
+
+
+def ensemble_card(config: Mapping[str, Any]) -> ModelCard:
+    """The card of the pretrained ensemble (``hub/ensemble/README.md``), from its config.
+
+    Args:
+        config: The ensemble's ``config.json`` content as ``scripts/release.py`` writes it:
+            ``members`` (names), ``combination`` (how their outputs are combined), ``metrics``
+            (the ensemble's, with ``images_per_s``), ``member_metrics`` (name ->
+            ``test_accuracy`` and ``images_per_s``), ``measured_with`` and ``library_version``.
+
+    Returns:
+        The card; ``card_markdown(card)`` is the README.md text.
+
+    Raises:
+        KeyError: ``config`` lacks ``members``, or a member has no ``member_metrics``.
+    """
+    metrics = dict(config.get("metrics") or {})
+    member_metrics = config.get("member_metrics") or {}
+    members = [
+        {
+            "name": name,
+            "accuracy": _percent(member_metrics[name]["test_accuracy"]),
+            "speed": _count(member_metrics[name].get("images_per_s")),
+        }
+        for name in config["members"]
+    ]
+    fields = {
+        **_common_fields(config, metrics, title="ensemble"),
+        "description": (
+            "The study's proposal for going further: the pretrained networks "
+            f"{_and_list(config['members'])} as one model that averages their class probabilities."
+        ),
+        "load_name": "ensemble",
+        "load_comment": "",
+        "members": members,
+        "combination": config.get("combination", "mean of the members' softmax probabilities"),
+        "speed": _count(metrics.get("images_per_s")),
+        "measured_with": config.get("measured_with"),
+    }
+    data = _card_data(metrics, tags=_ENSEMBLE_TAGS, model_name="ensemble")
+    return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **fields)
+
+
+def card_markdown(card: ModelCard) -> str:
+    """The text of README.md for ``card``: YAML front matter, body, one final newline.
+
+    Args:
+        card: A card from :func:`model_card` or :func:`ensemble_card`.
+
+    Returns:
+        The Markdown text.
+    """
+    return str(card).rstrip("\n") + "\n"
+
+
+def recipe_rows(recipe: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A recipe as (setting, value) rows of the card's table; nested dicts become dotted names.
+
+    ``{"augment": {"degrees": 12.0}, "grad_clip": None}`` gives
+    ``[("augment.degrees", "12.0"), ("grad_clip", "none")]``.
+
+    Args:
+        recipe: The recipe as plain data (``dataclasses.asdict`` of a ``TrainConfig``).
+        prefix: Prepended to every name (used for the nested dicts).
+
+    Returns:
+        One row per leaf setting, in the recipe's order.
+    """
+    rows = []
+    for key, value in recipe.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows += recipe_rows(value, prefix=f"{name}.")
+        else:
+            rows.append((name, _value(value)))
+    return rows
+
+
+def _value(value: Any) -> str:
+    if value is None or (isinstance(value, Mapping) and not value):
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return f"[{', '.join(_value(v) for v in value)}]"
+    return str(value)
+
+
+def _common_fields(
+    config: Mapping[str, Any], metrics: Mapping[str, Any], *, title: str
+) -> dict[str, Any]:
+    """The template values both cards share: title, version, results and file names."""
+    accuracy = metrics.get("test_accuracy")
+    per_class = metrics.get("per_class_accuracy") or []
+    return {
+        "title": title,
+        "version": config.get("library_version") or __version__,
+        "project_url": PROJECT_URL,
+        "accuracy": None if accuracy is None else _percent(accuracy),
+        "test_images": _count(metrics.get("num_test_images")) or None,
+        "per_class": [(digit, _percent(a)) for digit, a in enumerate(per_class)],
+        "confused_pairs": [tuple(pair) for pair in metrics.get("confused_pairs") or []],
+        "members": None,
+        "sha256": None,
+        "weights_name": WEIGHTS_NAME,
+        "config_name": CONFIG_NAME,
+    }
+
+
+def _validation(metrics: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "val_accuracy" not in metrics or "epochs_trained" not in metrics:
+        return None
+    minutes = metrics.get("train_time_s", 0) / 60
+    return {
+        "accuracy": _percent(metrics["val_accuracy"]),
+        "images": _count(recipe.get("val_size", 5000)),
+        "epochs": metrics["epochs_trained"],
+        "took": f" in {minutes:.1f} min of training" if minutes else "",
+    }
+
+
+def _card_data(metrics: Mapping[str, Any], *, tags: list[str], model_name: str) -> ModelCardData:
+    """The YAML front matter; the test accuracy, if known, as the Hub's ``model-index``."""
+    accuracy = metrics.get("test_accuracy")
+    results = None
+    if accuracy is not None:
+        results = [
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image Classification",
+                dataset_type="ylecun/mnist",
+                dataset_name="MNIST",
+                dataset_split="test",
+                metric_type="accuracy",
+                metric_value=round(100 * accuracy, 2),
+                metric_name="Test accuracy (%)",
+            )
+        ]
+    return ModelCardData(
+        license="mit",
+        library_name=LIBRARY_NAME,
+        tags=list(tags),
+        datasets=["ylecun/mnist"],
+        metrics=["accuracy"],
+        pipeline_tag="image-classification",
+        model_name=model_name if results else None,
+        eval_results=results,
+    )
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.2f}"
+
+
+def _count(n: int | None) -> str:
+    return f"{n:,}" if n else ""
+
+
+def _and_list(names: Sequence[str]) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

@@ -1,0 +1,199 @@
+"""The one way to train a registered model, score it on the test set once and save it.
+
+```python
+from mnist_zoo.pipeline import train_and_save
+
+run = train_and_save("simplecnn", data="data/mnist", out="runs/simplecnn", epochs=3)
+print(run.summary())                 # test accuracy, epochs, training time, where it went
+run.metrics["train_time_s"]          # what config.json and the model card record
+```
+
+``mnist-zoo train``, ``examples/train.py`` and ``examples/study.py`` all go through
+:func:`train_and_save`, so a model trained by any of them is saved the same way: weights,
+``config.json`` (the recipe as data, the precision resolved) and a model card, in the layout
+of its Hub repo, with the same metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import InvalidArgumentError
+from .evaluation import EvaluationResult, evaluate_model
+from .training import History, TrainConfig, Trainer
+
+__all__ = ["HUB_OWNER", "TrainingRun", "run_metrics", "train_and_save"]
+
+#: The Hub account that publishes this project's weights.
+HUB_OWNER = "mnist-zoo"
+
+
+@dataclass
+class TrainingRun:
+    """What :func:`train_and_save` did.
+
+    Attributes:
+        name: The registry name of the model.
+        model: The trained model (on the CPU, in eval mode).
+        history: The per-epoch metrics, resumed epochs included.
+        result: The test-set evaluation (fp32), scored once after training.
+        metrics: What ``config.json`` records: the test metrics, ``val_accuracy`` (when
+            there was validation), ``epochs_trained`` and ``train_time_s``.
+        config: The recipe as the run carried it out (precision resolved, global batch).
+        out: The folder the model was saved to, in Hub layout.
+        wall_time_s: Wall-clock seconds of this call's training (a resumed run's earlier
+            sessions are not in it; ``metrics["train_time_s"]`` sums every epoch).
+    """
+
+    name: str
+    model: nn.Module
+    history: History
+    result: EvaluationResult
+    metrics: dict[str, Any]
+    config: TrainConfig
+    out: Path
+    wall_time_s: float
+
+    def summary(self) -> str:
+        """One line: test accuracy, epochs, training time and where the weights are.
+
+        Returns:
+            The line, as ``mnist-zoo train`` prints it.
+        """
+        return (
+            f"{self.name}: test accuracy {100 * self.result.accuracy:.2f}% after "
+            f"{len(self.history)} epochs; training {self.metrics['train_time_s'] / 60:.1f} min "
+            f"over all epochs, this run's wall time {self.wall_time_s / 60:.1f} min. "
+            f"Weights in {self.out}/"
+        )
+
+
+def run_metrics(result: EvaluationResult, history: History) -> dict[str, Any]:
+    """The metrics a trained model is saved with.
+
+    Args:
+        result: The test-set evaluation.
+        history: The training history.
+
+    Returns:
+        ``result.to_dict()`` plus ``val_accuracy`` (the last epoch's, when validated),
+        ``epochs_trained`` and ``train_time_s`` (the epoch times summed, so a resumed run
+        counts every epoch, rounded to 0.1 s).
+    """
+    metrics = result.to_dict()
+    if history["val_acc"]:
+        metrics["val_accuracy"] = history["val_acc"][-1]
+    metrics["epochs_trained"] = len(history)
+    metrics["train_time_s"] = round(sum(history["epoch_time_s"]), 1)
+    return metrics
+
+
+def train_and_save(
+    name: str,
+    *,
+    out: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool | str = "auto",
+    limit: int | None = None,
+    test_limit: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> TrainingRun:
+    """Train ``name`` with its recipe, score the test set once in fp32, save it in Hub layout.
+
+    The model and its Trainer are built first (``Trainer.from_recipe``), so a bad setting
+    fails before any data is read or any file written.
+
+    Args:
+        name: A registered model name.
+        out: The folder to save the model to (weights, ``config.json``, model card).
+        data: The folder with the MNIST files; ``None`` reads ``$MNIST_ZOO_DATA`` (or the
+            default cache folder).
+        download: Download MNIST into ``data`` first if it is missing.
+        checkpoint_dir: Checkpoints and history; default ``OUT/checkpoints``.
+        resume: Continue from the checkpoints, if there are any.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        progress: As :class:`~mnist_zoo.training.Trainer` takes it; anything but ``False``
+            also prints one line about the run before it starts.
+        limit: Train on the first ``limit`` training images only (smoke runs); the
+            validation split comes out of these.
+        test_limit: Score on the first ``test_limit`` test images only (smoke runs).
+        model_kwargs: Builder kwargs of the model, e.g. ``{"batch_norm": True}``.
+        **overrides: Recipe settings replacing the registry recipe's (``epochs=1``,
+            ``val_size=500``, ``precision="fp32"``, ...).
+
+    Returns:
+        The trained model, its history, test result and metrics, and where it went.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        InvalidArgumentError: A bad setting or limit, or a validation split that leaves no
+            training images.
+        MNISTNotFoundError: The MNIST files are not in ``data`` and ``download`` is false.
+        CheckpointError: ``resume`` meets checkpoints of another recipe.
+        OSError: A folder cannot be written.
+    """
+    from .data import MNIST
+    from .hub import save_pretrained
+    from .registry import get_model_entry
+
+    entry = get_model_entry(name)
+    _check_limit("limit", limit)
+    _check_limit("test_limit", test_limit)
+    out = Path(out)
+    trainer = Trainer.from_recipe(
+        entry.name,
+        model_kwargs=model_kwargs,
+        device=device,
+        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints",
+        resume=resume,
+        progress=progress,
+        **overrides,
+    )
+    train = MNIST(data, split="train", download=download)
+    test = MNIST(data, split="test")
+    if progress is not False and trainer.is_main_process:
+        print(
+            f"training {entry.name} for {trainer.config.epochs} epoch(s) on {trainer.device}, "
+            f"precision {trainer.precision}",
+            flush=True,
+        )
+    start = time.perf_counter()
+    history = trainer.fit(train if limit is None else (train.images[:limit], train.targets[:limit]))
+    wall = time.perf_counter() - start
+    # The test set is scored once, after training: nothing above looked at it.
+    result = evaluate_model(
+        trainer.model, test.images[:test_limit], test.targets[:test_limit], device=trainer.device
+    )
+    metrics = run_metrics(result, history)
+    model = trainer.model.cpu()
+    if trainer.is_main_process:
+        save_pretrained(
+            model,
+            out,
+            name=entry.name,
+            model_kwargs=trainer.model_kwargs,
+            recipe=trainer.resolved_config,
+            metrics=metrics,
+            repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
+        )
+    return TrainingRun(
+        entry.name, model, history, result, metrics, trainer.resolved_config, out, wall
+    )
+
+
+def _check_limit(name: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive number of images, got {value!r}.")

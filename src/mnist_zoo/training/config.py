@@ -1,0 +1,348 @@
+"""The training recipe as data: :class:`TrainConfig`, the base recipe and a model's recipe.
+
+```python
+from dataclasses import asdict, replace
+from mnist_zoo.training import BASE_RECIPE, TrainConfig, get_recipe
+
+recipe = get_recipe("minivgg")             # the registry's recipe, or BASE_RECIPE
+short = replace(recipe, epochs=3)          # a changed copy, validated again
+asdict(short)                              # what checkpoints, config.json and cards store
+```
+
+A recipe says *how a model is trained*: everything that shapes the weights that come out.
+How one particular run goes about it (the device, where checkpoints go, resuming, progress
+output, callbacks, DataLoader workers, the memory format, the validation batch size) is not part
+of it: those are the Trainer's run options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+from ..devices import PRECISIONS, Precision
+from ..errors import InvalidArgumentError
+from ..registry import ModelEntry, get_model_entry
+from .augment import RandomAffine
+from .callbacks import EarlyStopping
+
+__all__ = [
+    "BASE_RECIPE",
+    "CONFIG_FIELDS",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "RUN_OPTIONS",
+    "OptimizerName",
+    "SchedulerName",
+    "TrainConfig",
+    "apply_overrides",
+    "check_names",
+    "get_recipe",
+    "registered_recipe",
+]
+
+#: The optimizers a recipe can name.
+OptimizerName = Literal["adamw", "adam", "sgd"]
+#: The learning-rate schedules a recipe can name.
+SchedulerName = Literal["onecycle", "cosine", "step", "plateau", "none"]
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+SCHEDULERS: tuple[str, ...] = get_args(SchedulerName)
+
+#: The Trainer's keyword arguments that are about one run, not about the recipe.
+RUN_OPTIONS = (
+    "device",
+    "checkpoint_dir",
+    "resume",
+    "progress",
+    "callbacks",
+    "channels_last",
+    "eval_batch_size",
+    "num_workers",
+)
+
+_FLOATS = (
+    "lr",
+    "weight_decay",
+    "warmup_epochs",
+    "label_smoothing",
+    "ema_decay",
+    "grad_clip",
+)
+_OPTIONAL = ("ema_decay", "grad_clip")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training recipe, validated once, when the config is made.
+
+    The defaults are the base recipe the zoo's models are trained with (:data:`BASE_RECIPE`):
+    AdamW with a OneCycle schedule, label smoothing, batch-wise random affine augmentation and
+    an EMA of the weights, 10 epochs. Change one with ``dataclasses.replace(config, lr=1e-3)``.
+
+    Args:
+        epochs: Number of epochs (>= 1).
+        batch_size: Training batch size per process (>= 1); under ``torchrun`` checkpoints
+            and cards record the global batch, this times the number of processes.
+        optimizer: "adamw", "adam" or "sgd" (momentum 0.9, Nesterov).
+        lr: Learning rate, the peak rate for "onecycle" and "cosine" (finite, > 0).
+        weight_decay: Decoupled for AdamW, L2 for Adam and SGD (finite, >= 0).
+        scheduler: "onecycle" or "cosine" (warm-up then annealing, both stepped every batch),
+            "step" or "plateau" (stepped every epoch), or "none".
+        warmup_epochs: Linear warm-up length for "cosine"; the warm-up share for "onecycle"
+            (``warmup_epochs / epochs``, kept within [0.05, 0.5]).
+        label_smoothing: Label smoothing of the training loss, in [0, 1).
+        augment: A :class:`RandomAffine` applied to every training batch, or ``None``.
+            ``True``/``False`` and a dict of its fields are accepted and converted.
+        ema_decay: Decay of an EMA of the weights, which is validated, checkpointed as the best
+            and returned instead of the raw weights; ``None`` (or 0) keeps no EMA.
+        early_stopping: An :class:`EarlyStopping` (a dict of its fields is converted), or
+            ``None`` to train all epochs.
+        grad_clip: Clip the gradient norm to this value (finite, > 0), or ``None``.
+        val_size: Training images held out for validation (fixed by ``seed``) when
+            ``fit`` gets no validation set; 0 for none.
+        seed: Fixes the initialisation (through ``Trainer.from_recipe``), the validation split,
+            the data order, the augmentation and dropout.
+        precision: "auto", "fp32", "bf16" (autocast, CPU and CUDA) or "fp16" (CUDA, with a
+            grad scaler); "auto" picks bf16 where the hardware supports it. Checkpoints and
+            cards record the precision it resolved to.
+
+    Raises:
+        InvalidArgumentError: A setting of the wrong kind or out of its range (the message
+            names it), including a non-finite number.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: OptimizerName = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    scheduler: SchedulerName = "onecycle"
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    augment: RandomAffine | None = RandomAffine()
+    ema_decay: float | None = 0.999
+    early_stopping: EarlyStopping | None = None
+    grad_clip: float | None = None
+    val_size: int = 5000
+    seed: int = 0
+    precision: Precision = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "augment", _as_augment(self.augment))
+        object.__setattr__(self, "early_stopping", _as_early_stopping(self.early_stopping))
+        for name in _FLOATS:
+            object.__setattr__(self, name, _checked_float(name, getattr(self, name)))
+        _check_integers(self)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("scheduler", self.scheduler, SCHEDULERS)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_ranges(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """A config from plain data, as ``asdict`` wrote it; missing settings are the base's.
+
+        Args:
+            data: Settings by name; ``augment`` and ``early_stopping`` may be dicts.
+
+        Returns:
+            The config.
+
+        Raises:
+            InvalidArgumentError: An unknown setting (the message lists the known ones) or
+                an invalid value.
+        """
+        check_names(data, "TrainConfig.from_dict()", error=InvalidArgumentError)
+        return cls(**data)
+
+
+def apply_overrides(
+    config: TrainConfig | None, overrides: Mapping[str, Any], caller: str
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """Apply the recipe settings among ``overrides`` to ``config``; return the rest apart.
+
+    Args:
+        config: The recipe to start from; ``None`` is :data:`BASE_RECIPE`.
+        overrides: Keyword arguments: recipe settings and :data:`RUN_OPTIONS`.
+        caller: What was called, for the message about an unknown name.
+
+    Returns:
+        ``dataclasses.replace(config, **settings)`` (``config`` itself when there are none),
+        and the run options.
+
+    Raises:
+        TypeError: ``config`` is not a TrainConfig, or a name is neither a recipe setting nor
+            a run option (the message lists both).
+        InvalidArgumentError: A setting's value is invalid.
+    """
+    if config is None:
+        config = BASE_RECIPE
+    elif not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__}.")
+    check_names(overrides, caller, also=RUN_OPTIONS)
+    changes = {k: v for k, v in overrides.items() if k in CONFIG_FIELDS}
+    run_options = {k: v for k, v in overrides.items() if k not in CONFIG_FIELDS}
+    return (dataclasses.replace(config, **changes) if changes else config), run_options
+
+
+def check_names(
+    names: Iterable[str],
+    caller: str,
+    *,
+    also: Iterable[str] = (),
+    error: type[Exception] = TypeError,
+) -> None:
+    """Refuse setting names that are not fields of :class:`TrainConfig` (nor in ``also``).
+
+    Args:
+        names: The names given.
+        caller: What was called, for the message, e.g. ``"Trainer()"``.
+        also: Other names the caller accepts (its run options).
+        error: The exception class to raise.
+
+    Raises:
+        Exception: ``error``, naming the unknown settings and listing the valid ones.
+    """
+    allowed = set(CONFIG_FIELDS) | set(also)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        listed = ", ".join(CONFIG_FIELDS)
+        extra = f"; run options: {', '.join(also)}" if also else ""
+        raise error(
+            f"{caller} got unknown setting(s) {', '.join(map(repr, unknown))}. "
+            f"Recipe settings: {listed}{extra}."
+        )
+
+
+def registered_recipe(entry: ModelEntry) -> tuple[TrainConfig, dict[str, Any]]:
+    """A registry entry's recipe as a config, and builder kwargs an old dict recipe carried.
+
+    Args:
+        entry: The model's registry entry.
+
+    Returns:
+        The recipe (:data:`BASE_RECIPE` when the entry has none) and the ``model_kwargs`` a
+        dict recipe held (``{}`` otherwise).
+
+    Raises:
+        InvalidArgumentError: A dict recipe with an unknown or invalid setting.
+        TypeError: The entry's recipe is neither a TrainConfig, a dict nor None.
+    """
+    recipe = entry.recipe
+    if recipe is None:
+        return BASE_RECIPE, {}
+    if isinstance(recipe, TrainConfig):
+        return recipe, {}
+    if isinstance(recipe, Mapping):
+        data = dict(recipe)
+        model_kwargs = dict(data.pop("model_kwargs", None) or {})
+        return (TrainConfig.from_dict(data) if data else BASE_RECIPE), model_kwargs
+    raise TypeError(
+        f"The recipe of {entry.name!r} must be a TrainConfig, a dict or None, "
+        f"got {type(recipe).__name__}."
+    )
+
+
+def get_recipe(name: str) -> TrainConfig:
+    """The recipe a registered model is trained with.
+
+    Args:
+        name: A registered model name (any case).
+
+    Returns:
+        The registry entry's recipe (a dict recipe is converted), else :data:`BASE_RECIPE`.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        InvalidArgumentError: The registered dict recipe has an invalid setting.
+    """
+    return registered_recipe(get_model_entry(name))[0]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_augment(value: object) -> RandomAffine | None:
+    if value is True:
+        return RandomAffine()
+    if value is None or value is False:
+        return None
+    if isinstance(value, RandomAffine):
+        return value
+    if isinstance(value, Mapping):
+        check = {f.name for f in fields(RandomAffine)}
+        if set(value) <= check:
+            return RandomAffine(**value)
+    raise InvalidArgumentError(
+        f"augment must be a RandomAffine, True, False or None, got {value!r}."
+    )
+
+
+def _as_early_stopping(value: object) -> EarlyStopping | None:
+    if value is None or isinstance(value, EarlyStopping):
+        return value
+    if isinstance(value, Mapping) and set(value) <= {f.name for f in fields(EarlyStopping)}:
+        return EarlyStopping(**value)
+    raise InvalidArgumentError(f"early_stopping must be an EarlyStopping or None, got {value!r}.")
+
+
+def _checked_float(name: str, value: object) -> float | None:
+    if value is None and name in _OPTIONAL:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        kind = "a number or None" if name in _OPTIONAL else "a number"
+        raise InvalidArgumentError(f"{name} must be {kind}, got {value!r}.")
+    if not math.isfinite(value):
+        raise InvalidArgumentError(f"{name} must be finite, got {value!r}.")
+    return float(value)
+
+
+def _check_integers(config: TrainConfig) -> None:
+    for name in ("epochs", "batch_size"):
+        value = getattr(config, name)
+        if not _is_int(value) or value < 1:
+            raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}.")
+    for name in ("val_size", "seed"):
+        value = getattr(config, name)
+        if not _is_int(value):
+            raise InvalidArgumentError(f"{name} must be an integer, got {value!r}.")
+    if config.val_size < 0:
+        raise InvalidArgumentError(f"val_size must be >= 0, got {config.val_size}.")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidArgumentError(f"Unknown {name} {value!r}: choose one of {', '.join(choices)}.")
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    if not config.lr > 0:
+        raise InvalidArgumentError(f"lr must be > 0, got {config.lr}.")
+    for name in ("weight_decay", "warmup_epochs"):
+        if getattr(config, name) < 0:
+            raise InvalidArgumentError(f"{name} must be >= 0, got {getattr(config, name)}.")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise InvalidArgumentError(
+            f"label_smoothing must be in [0, 1), got {config.label_smoothing}."
+        )
+    if config.ema_decay is not None and not 0.0 <= config.ema_decay < 1.0:
+        raise InvalidArgumentError(
+            f"ema_decay must be in [0, 1) or None (None or 0: no EMA), got {config.ema_decay}."
+        )
+    if config.grad_clip is not None and config.grad_clip <= 0:
+        raise InvalidArgumentError(f"grad_clip must be > 0 or None, got {config.grad_clip}.")
+
+
+#: The names of the recipe's settings, in order.
+CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
+
+#: The recipe the three models are trained with (the study trained 30 epochs);
+#: ``benchmarks/recipes.py`` compares variants of it on the validation split.
+BASE_RECIPE = TrainConfig()
