@@ -87,6 +87,11 @@ class Ensemble(nn.Module):
         return torch.logsumexp(log_probs + log_weights, dim=0)
 
     def extra_repr(self) -> str:
+        """The normalised weights, shown when the ensemble is printed.
+
+        Returns:
+            ``"weights=[...]"`` with each weight rounded to 4 decimals.
+        """
         return f"weights={[round(w, 4) for w in self.weights.tolist()]}"
 
 

@@ -120,7 +120,13 @@ class DownloadError(MnistZooError, ConnectionError):
 
 
 class UnknownModelError(MnistZooError, KeyError):
-    """A model name the registry does not know; the message lists the known names."""
+    """A model name the registry does not know; the message lists the known names.
+
+    Args:
+        name: The name that was asked for.
+        known: The registered names, for the message.
+        hint: Appended after the first sentence, e.g. " Did you mean 'minivgg'?".
+    """
 
     def __init__(self, name: str, known: list[str], hint: str = "") -> None:
         self.name = name

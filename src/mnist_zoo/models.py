@@ -71,6 +71,11 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
+        """The constants, shown when the model is printed.
+
+        Returns:
+            ``"mean=..., std=..."``.
+        """
         return f"mean={self.mean}, std={self.std}"
 
 
