@@ -1,11 +1,6 @@
 """What a Hub folder holds: the names of its files, and how their bytes are fingerprinted.
 
-```text
-hub/minivgg/
-    model.safetensors   fp32 state dict (never pickle)
-    config.json         architecture, builder kwargs, recipe, metrics, SHA-256 of the weights
-    README.md           model card: Hub YAML front matter + a short human summary
-```
+The layout itself is drawn in the package's docstring (:mod:`mnist_zoo.hub`).
 """
 
 from __future__ import annotations
