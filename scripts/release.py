@@ -2,23 +2,30 @@
 
     python scripts/release.py                 # after `mnist-zoo train NAME --out hub/NAME ...`
     python scripts/release.py --cards-only    # re-render the cards only; no data, no scoring
+    python scripts/release.py --pins          # print the registry pins of the files in hub/
+    python scripts/release.py --write-pins    # ... and write them into src/mnist_zoo/models.py
 
 For each of simplecnn, deepercnn and minivgg in ``hub/``: load the folder, score it in fp32 on
 the MNIST test set and check the score is the one its card states; time inference. Then score
 the three as an :class:`~mnist_zoo.Ensemble`, write ``hub/ensemble/`` (config and card: the
 members, the accuracy and the inference cost), and print the ``PretrainedWeights`` pins for
-``src/mnist_zoo/models.py``. Exits 1 when a card disagrees with its measured accuracy.
+``src/mnist_zoo/models.py`` (sizes and the configs' SHA-256 included). Exits 1 when a card
+disagrees with its measured accuracy.
 
 Every card, the ensemble's included, is rendered from the package's one model-card template
 (``mnist_zoo/hub/templates/model_card.md``). ``--cards-only`` re-renders the four cards from
 the ``config.json`` already in each folder (and brings its ``library_name`` up to date), without
-reading MNIST or rewriting a single byte of the weights.
+reading MNIST or rewriting a single byte of the weights. ``--pins`` prints the ``PRETRAINED``
+block of ``src/mnist_zoo/models.py`` for the files as they are in ``hub/``: each weights
+file's SHA-256 and size and its ``config.json``'s SHA-256; ``--write-pins`` also replaces the
+block in ``models.py`` with it. Run it after anything rewrites a ``config.json`` in ``hub/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -31,6 +38,7 @@ from mnist_zoo.ensemble import PRETRAINED_MEMBERS
 from mnist_zoo.hub import LIBRARY_NAME, save_pretrained, sha256_file, write_card
 
 RELEASE_TAG = f"v{mnist_zoo.__version__}"
+MODELS_PY = Path(__file__).resolve().parents[1] / "src" / "mnist_zoo" / "models.py"
 
 
 def images_per_s(model: torch.nn.Module, images: torch.Tensor, seconds: float = 3.0) -> float:
@@ -75,6 +83,51 @@ def refresh_cards(hub_dir: Path) -> list[Path]:
     return cards
 
 
+def pins(hub_dir: Path, metrics: dict[str, float] | None = None) -> str:
+    """The ``PRETRAINED`` block of ``src/mnist_zoo/models.py`` for the files in ``hub_dir``.
+
+    Each member is pinned by the release tag, its weights' SHA-256 and size, and the SHA-256
+    of its ``config.json``, exactly as the bytes are now.
+
+    Args:
+        hub_dir: The folder holding ``simplecnn/``, ``deepercnn/`` and ``minivgg/``.
+        metrics: Test accuracy per member; default: the one each ``config.json`` records.
+
+    Returns:
+        The Python source of the block, from ``PRETRAINED = {`` to its closing brace.
+    """
+    lines = ["PRETRAINED = {"]
+    for name in PRETRAINED_MEMBERS:
+        folder = hub_dir / name
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        accuracy = (metrics or {}).get(name, config["metrics"]["test_accuracy"])
+        lines += [
+            f'    "{name}": PretrainedWeights(',
+            f'        repo_id="{config["repo_id"]}",',
+            "        revision=_RELEASE,",
+            f'        sha256="{sha256_file(folder / "model.safetensors")}",',
+            f"        size={(folder / 'model.safetensors').stat().st_size:_},",
+            f'        config_sha256="{sha256_file(folder / "config.json")}",',
+            f'        metrics={{"test_accuracy": {accuracy!r}}},',
+            "    ),",
+        ]
+    return "\n".join([*lines, "}"])
+
+
+def write_pins(block: str, models_py: Path = MODELS_PY) -> None:
+    """Replace the ``PRETRAINED = {...}`` block of ``models_py`` with ``block``.
+
+    Args:
+        block: What :func:`pins` returns.
+        models_py: The module that holds the block.
+    """
+    text = models_py.read_text(encoding="utf-8")
+    pattern = re.compile(r"^PRETRAINED = \{\n.*?^\}$", flags=re.M | re.S)
+    if len(pattern.findall(text)) != 1:
+        raise SystemExit(f"{models_py} has no single 'PRETRAINED = {{ ... }}' block to replace")
+    atomic_write(models_py, pattern.sub(lambda _: block, text))
+
+
 def write_ensemble(out: Path, result: mnist_zoo.EvaluationResult, speed: float, rows: list) -> None:
     """Write ``out/config.json`` and, from the model-card template, ``out/README.md``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +156,24 @@ def main() -> int:
         action="store_true",
         help="only re-render the cards from the existing config.json files",
     )
+    p.add_argument(
+        "--pins",
+        action="store_true",
+        help="only print the PRETRAINED block for src/mnist_zoo/models.py (no data, no scoring)",
+    )
+    p.add_argument(
+        "--write-pins",
+        action="store_true",
+        help="as --pins, and write the block into src/mnist_zoo/models.py",
+    )
     args = p.parse_args()
+    if args.pins or args.write_pins:
+        block = pins(args.hub_dir)
+        print(block)
+        if args.write_pins:
+            write_pins(block)
+            print(f"wrote {MODELS_PY}")
+        return 0
     if args.cards_only:
         for card in refresh_cards(args.hub_dir):
             print(f"wrote {card}")
@@ -131,15 +201,14 @@ def main() -> int:
         members.append(model)
         print(f"{name:<10} test {100 * result.accuracy:.2f}% (card {100 * card:.2f}%"
               f"{'' if same else ' MISMATCH'}), {speed:,.0f} images/s")  # fmt: skip
-        print(f"  pin: PretrainedWeights(repo_id={model.pretrained_cfg['repo_id']!r}, "
-              f"revision={RELEASE_TAG!r}, sha256={sha256_file(folder / 'model.safetensors')!r}, "
-              f"metrics={{'test_accuracy': {result.accuracy!r}}})")  # fmt: skip
 
     ensemble = mnist_zoo.Ensemble(members).eval()
     result = mnist_zoo.evaluate_model(ensemble, test.images, test.targets)
     speed = images_per_s(ensemble, test.images)
     print(f"ensemble   test {100 * result.accuracy:.2f}%, {speed:,.0f} images/s")
     write_ensemble(args.hub_dir / "ensemble", result, speed, rows)
+    print("\nThe pins for src/mnist_zoo/models.py (config.json was re-written above):")
+    print(pins(args.hub_dir, {name: accuracy for name, accuracy, _ in rows}))
     return 0 if ok else 1
 
 

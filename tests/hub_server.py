@@ -15,13 +15,16 @@ then a GET on ``/{repo_id}/resolve/{revision}/{filename}``, with the headers its
   ``X-Error-Message`` and, for GET, a JSON ``{"error": ...}`` body;
 * anything else (e.g. ``/api/...``, which downloads never call): plain 404.
 
-Every request is recorded in ``FakeHub.requests`` as (method, path, user agent).
+Every request is recorded in ``FakeHub.requests`` as (method, path, user agent). A file named
+in ``FakeHub.stall`` is answered with its headers at once but its body only after a wait, as a
+Hub whose connection stalls mid-download; the wait is bounded and ends when the server stops.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +32,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt")
+#: The longest a stalled answer waits, so that a test can never hang on the fake Hub.
+MAX_STALL_S = 30.0
 
 
 @dataclass
@@ -54,6 +59,10 @@ class FakeHub:
         #: Filenames whose GET body is flipped in one byte after the HEAD advertised the real
         #: hashes, as if corrupted on the way.
         self.corrupt_in_transit: set[str] = set()
+        #: Filename -> seconds its GET waits after the headers before sending the body (at most
+        #: MAX_STALL_S; stop() ends every wait), as a stalled connection.
+        self.stall: dict[str, float] = {}
+        self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
     def add_commit(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main") -> str:
@@ -86,7 +95,8 @@ class FakeHub:
 
     def start(self) -> FakeHub:
         """Serve on a free port of 127.0.0.1 in a daemon thread."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._stopping.clear()
+        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll interval keeps stop(), which waits for the loop to notice, quick.
         loop = threading.Thread(
@@ -97,6 +107,7 @@ class FakeHub:
 
     def stop(self) -> None:
         """Stop serving and free the port; afterwards connections are refused."""
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -106,6 +117,13 @@ class FakeHub:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up on a stalled answer closed the connection: not worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -181,6 +199,10 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if send_body:
+                filename = unquote(urlsplit(self.path).path).rsplit("/", 1)[-1]
+                if filename in hub.stall:
+                    self.wfile.flush()
+                    hub._stopping.wait(min(hub.stall[filename], MAX_STALL_S))
                 self.wfile.write(body)
 
     return Handler

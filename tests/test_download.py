@@ -3,7 +3,9 @@
 The server serves a temporary copy of the real .gz files under a few routes that each play
 one kind of mirror: ``/files/`` works, ``/missing/`` answers 404, ``/truncated/`` promises the
 full Content-Length but hangs up halfway, ``/unsized/`` hangs up halfway without a length,
-and ``/slow/`` answers too late.
+and ``/slow/`` answers too late. Three more play hostile mirrors: ``/junk/`` streams 64 MiB of
+junk without a length, ``/huge/`` announces 300 MB, and ``/drip/`` sends one byte every quarter
+second.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
+import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +33,7 @@ from mnist_zoo.data import (
     MIRRORS,
     MNIST,
     MNIST_MD5S,
+    MNIST_SIZES,
     DownloadError,
     download_mnist,
 )
@@ -43,6 +51,12 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         self.server.requests.append(self.path)
         route, _, name = self.path.lstrip("/").partition("/")
         path = self.server.directory / name
+        if route in HOSTILE_ROUTES and name in GZ_NAMES:
+            try:
+                HOSTILE_ROUTES[route](self)
+            finally:
+                self.server.done.set()
+            return
         if route == "missing" or name not in GZ_NAMES or not path.is_file():
             self.send_error(404)
             return
@@ -69,6 +83,44 @@ class MirrorServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), MirrorHandler)
         self.directory = directory
         self.requests: list[str] = []
+        self.sent = 0  # bytes a hostile route managed to write before the client hung up
+        self.done = threading.Event()  # set when a hostile route's handler returns
+
+
+def send_junk(handler: MirrorHandler) -> None:
+    """64 MiB of junk and no Content-Length: only the client can stop it early."""
+    handler.send_response(200)
+    handler.end_headers()
+    handler.close_connection = True
+    junk = b"junk" * (1 << 18)
+    with contextlib.suppress(ConnectionError):
+        for _ in range(64):
+            handler.wfile.write(junk)
+            handler.server.sent += len(junk)
+
+
+def announce_huge(handler: MirrorHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", "300000000")
+    handler.end_headers()
+    handler.close_connection = True
+
+
+def drip(handler: MirrorHandler) -> None:
+    """The right length announced, then a byte every quarter second, for at most 15 s."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "28881")
+    handler.end_headers()
+    handler.close_connection = True
+    with contextlib.suppress(ConnectionError):
+        for _ in range(60):
+            handler.wfile.write(b"\x1f")
+            handler.wfile.flush()
+            handler.server.sent += 1
+            time.sleep(0.25)
+
+
+HOSTILE_ROUTES = {"junk": send_junk, "huge": announce_huge, "drip": drip}
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +152,8 @@ def server(served_dir: Path) -> Iterator[MirrorServer]:
 def url(server: MirrorServer) -> str:
     """Base URL of the local server; append a route such as ``/files/``."""
     server.requests.clear()
+    server.sent = 0
+    server.done.clear()
     return f"http://127.0.0.1:{server.server_port}"
 
 
@@ -250,3 +304,142 @@ def test_files_before_a_failure_are_kept_whole_and_no_temporary_is_left(
     assert sorted(path.name for path in tmp_path.iterdir()) == done
     for name in done:
         assert (tmp_path / name).read_bytes() == (served_dir / name).read_bytes()
+
+
+# --- Hostile mirrors (issue 10) ----------------------------------------------------------------
+
+
+def test_sizes_are_the_published_ones() -> None:
+    # The sizes the MNIST page lists for the four files, which both mirrors serve.
+    assert MNIST_SIZES == {
+        "train-images-idx3-ubyte.gz": 9_912_422,
+        "train-labels-idx1-ubyte.gz": 28_881,
+        "t10k-images-idx3-ubyte.gz": 1_648_877,
+        "t10k-labels-idx1-ubyte.gz": 4_542,
+    }
+    assert set(MNIST_SIZES) == set(MNIST_MD5S)
+
+
+def test_junk_stops_at_the_published_size(tmp_path: Path, url: str, server: MirrorServer) -> None:
+    # Issue 10: 300 MB of junk were written to disk before the MD5 check rejected them.
+    with pytest.raises(
+        DownloadError,
+        match=r"train-images-idx3-ubyte.gz: ValueError: the server sent more than the "
+        r"9912422 bytes expected",
+    ):
+        download_mnist(tmp_path, mirrors=[f"{url}/junk/"])
+    assert server.done.wait(10)
+    assert server.sent < 32 << 20, f"the server got {server.sent} bytes out"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_announced_size_above_the_published_one_is_refused_unread(
+    tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(
+        DownloadError,
+        match=r"the server announces 300000000 bytes, more than the 9912422 expected",
+    ):
+        download_mnist(tmp_path, mirrors=[f"{url}/huge/"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_own_md5s_and_sizes(
+    tmp_path: Path, url: str, local_md5s: dict[str, str], served_dir: Path
+) -> None:
+    sizes = {name: (served_dir / name).stat().st_size for name in GZ_NAMES}
+    download_mnist(tmp_path / "exact", mirrors=[f"{url}/files/"], md5s=local_md5s, sizes=sizes)
+    small = {**sizes, "train-labels-idx1-ubyte.gz": 1000}
+    with pytest.raises(DownloadError, match="announces .* bytes, more than the 1000 expected"):
+        download_mnist(tmp_path / "small", mirrors=[f"{url}/files/"], md5s=local_md5s, sizes=small)
+    with pytest.raises(errors.InvalidArgumentError, match="No size given for t10k-labels"):
+        download_mnist(
+            tmp_path / "partial", mirrors=[f"{url}/files/"], md5s=local_md5s,
+            sizes={k: v for k, v in sizes.items() if not k.startswith("t10k-labels")},
+        )  # fmt: skip
+
+
+def test_a_dripping_server_meets_the_deadline(
+    tmp_path: Path, url: str, local_md5s: dict[str, str], server: MirrorServer
+) -> None:
+    # Issue 10: a byte every half second never tripped the per-read timeout.
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"present")
+    start = time.monotonic()
+    with pytest.raises(
+        DownloadError,
+        match=r"train-labels-idx1-ubyte.gz: TimeoutError: the download took longer than its "
+        r"1 s deadline \(\d+ of 28881 bytes received\)",
+    ):
+        download_mnist(tmp_path, mirrors=[f"{url}/drip/"], md5s=local_md5s, deadline=1.0)
+    assert time.monotonic() - start < 3.0
+    assert 2 <= server.sent < 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train-images-idx3-ubyte.gz"]
+
+
+@pytest.mark.parametrize("name", ["timeout", "deadline"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True])
+def test_seconds_must_be_positive_and_finite(tmp_path: Path, name: str, value: object) -> None:
+    with pytest.raises(errors.InvalidArgumentError, match=f"{name} must be a .*number of seconds"):
+        download_mnist(tmp_path, mirrors=[], **{name: value})  # type: ignore[arg-type]
+
+
+def age(path: Path, seconds: float) -> Path:
+    """Set ``path``'s modification time ``seconds`` into the past."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_stale_partial_files_are_removed_and_live_ones_kept(
+    tmp_path: Path, url: str, local_md5s: dict[str, str]
+) -> None:
+    stale = [
+        tmp_path / ".train-images-idx3-ubyte.gz.k2j3h4.tmp",
+        tmp_path / ".t10k-labels-idx1-ubyte.gz.a8b7c6.part",  # 0.1's naming
+    ]
+    live = tmp_path / ".train-labels-idx1-ubyte.gz.live01.tmp"  # another process's, growing
+    unrelated = tmp_path / ".notes.txt.x1y2z3.tmp"  # not a download's
+    kept = [live, unrelated]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    for path in [*stale, unrelated]:
+        age(path, 120)
+    download_mnist(tmp_path, mirrors=[f"{url}/files/"], md5s=local_md5s)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        GZ_NAMES + [path.name for path in kept]
+    )
+
+
+KILLED_DOWNLOAD = """
+import json, sys
+from mnist_zoo.data import download_mnist
+root, mirror, md5s = sys.argv[1:]
+download_mnist(root, mirrors=[mirror], md5s=json.loads(md5s))
+"""
+
+
+def test_a_killed_download_leaves_a_partial_file_that_the_next_one_removes(
+    tmp_path: Path, url: str, local_md5s: dict[str, str], served_dir: Path
+) -> None:
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"present")  # the dripping file next
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_DOWNLOAD, str(tmp_path), f"{url}/drip/",
+         json.dumps(local_md5s)],
+    )  # fmt: skip
+    try:
+        for _ in range(300):  # importing torch may take a while on a busy machine
+            partials = list(tmp_path.glob(".train-labels-idx1-ubyte.gz.*.tmp"))
+            if partials or process.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    assert len(partials) == 1, "the download never started"
+    assert partials[0].exists()  # a kill runs no cleanup
+    age(partials[0], 120)
+    download_mnist(tmp_path, mirrors=[f"{url}/files/"], md5s=local_md5s)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GZ_NAMES)
+    assert (tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes() == (
+        served_dir / "t10k-labels-idx1-ubyte.gz"
+    ).read_bytes()

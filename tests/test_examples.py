@@ -213,6 +213,27 @@ def test_predict_image_draws_each_picture_and_reports_bad_files(
     assert not (out / "not_an_image.png").exists()
 
 
+def test_finetune_quick_beats_training_from_scratch_and_saves_the_new_head(
+    mnist_root: Path, tmp_path: Path
+) -> None:
+    # The checkout's published SimpleCNN, so that pretrained features are worth something.
+    pretrained = EXAMPLES.parent / "hub" / "simplecnn"
+    out = tmp_path / "parity"
+    proc = run_example(
+        "finetune.py", "--quick", "--model", pretrained, "--out", out,
+        mnist_root=mnist_root, cwd=tmp_path,
+    )  # fmt: skip
+    rows = dict(re.findall(r"^\| ([a-z ,]+) \| [\d,]+ \| [\d.]+ \| ([\d.]+)% \|$", proc.stdout,
+                           flags=re.M))  # fmt: skip
+    assert list(rows) == ["from scratch", "pretrained, head only", "pretrained, all layers"]
+    scratch = float(rows.pop("from scratch"))
+    assert all(float(accuracy) > scratch for accuracy in rows.values()), proc.stdout
+    loaded = load_pretrained(out)
+    assert loaded.num_classes == 2 and loaded.pretrained_cfg["model_kwargs"] == {"num_classes": 2}
+    doc = load_example("finetune.py").__doc__ or ""
+    assert "--data DIR" in doc and "$MNIST_ZOO_DATA" in doc and "--quick" in doc
+
+
 # ---------------------------------------------------------------------------- as documented
 
 #: The examples that read MNIST, so their docstrings must say where from.

@@ -108,7 +108,9 @@ def register(monkeypatch: pytest.MonkeyPatch, published: Published, **weights: s
         builds.append(NAME)
         return mnist_zoo.SimpleCNN(**kwargs)
 
+    size = (published.folder_a / WEIGHTS).stat().st_size
     pin = {"repo_id": REPO, "revision": published.commit_a, "sha256": published.sha_a, **weights}
+    pin.setdefault("size", size)
     pretrained = PretrainedWeights(**pin, metrics={"test_accuracy": METRICS["test_accuracy"]})
     entry = ModelEntry(NAME, builder, "test-only SimpleCNN", dict(RECIPE), pretrained)
     monkeypatch.setitem(registry._REGISTRY, NAME, entry)
@@ -602,3 +604,144 @@ def test_hub_names_are_all_importable_from_the_package():
         assert getattr(hub, name) is not None
     assert hub.load_pretrained_ensemble is hub.SPECIAL_LOADERS["ensemble"]
     assert issubclass(hub.HubError, mnist_zoo.errors.MnistZooError)
+
+
+# ----------------------------------------------------------------------------------------------
+# Any Hub repo in the zoo's layout: load_pretrained("hf-hub:owner/name[@revision]")
+
+
+def repo_files(config_from: Path, weights_from: Path, **config_changes: object) -> dict:
+    """The files of a repo: ``config_from``'s config.json (changed) beside ``weights_from``'s."""
+    config = {**json.loads((config_from / "config.json").read_text()), **config_changes}
+    config = {k: v for k, v in config.items() if v is not None}
+    return {
+        "config.json": json.dumps(config).encode(),
+        WEIGHTS: (weights_from / WEIGHTS).read_bytes(),
+    }
+
+
+@pytest.fixture
+def hf_hub(server: FakeHub, published: Published, tmp_path: Path):
+    """load_pretrained("hf-hub:...") against the fake Hub, with a fresh cache per test."""
+
+    def load(spec: str, **kwargs: object) -> torch.nn.Module:
+        kwargs = {"endpoint": server.url, "cache_dir": tmp_path / "cache", **kwargs}
+        return hub.load_pretrained(f"hf-hub:{spec}", **kwargs)
+
+    return load
+
+
+def test_hf_hub_loads_a_repo_that_is_not_in_the_registry(hf_hub, server, published, monkeypatch):
+    assert REPO not in {e.pretrained and e.pretrained.repo_id for e in registry._REGISTRY.values()}
+
+    def no_unpickling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("something was unpickled")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    monkeypatch.setattr("pickle.loads", no_unpickling)
+    model = hf_hub(REPO)
+    assert same_weights(model, published.state_b) and not model.training  # main is B
+    cfg = model.pretrained_cfg
+    assert cfg["architecture"] == "simplecnn" and cfg["repo_id"] == REPO
+    assert cfg["revision"] == published.commit_b and cfg["sha256"] == published.sha_b
+    assert all("/resolve/" in path for _, path, _ in server.requests)
+
+    server.stop()  # the same cache and offline path as the registered names
+    assert same_weights(hf_hub(REPO, local_files_only=True), published.state_b)
+    assert same_weights(hf_hub(f"{REPO}@{published.commit_b}"), published.state_b)
+
+
+def test_hf_hub_at_a_pinned_revision(hf_hub, server, published):
+    server.repos[REPO].refs["v1"] = published.commit_a
+    assert same_weights(hf_hub(f"{REPO}@v1"), published.state_a)
+    assert same_weights(hf_hub(f"{REPO}@{published.commit_a}"), published.state_a)
+    model = hf_hub(REPO, revision="v1")
+    assert same_weights(model, published.state_a)
+    assert model.pretrained_cfg["revision"] == published.commit_a
+    with pytest.raises(InvalidArgumentError, match="revision='main'"):
+        hf_hub(f"{REPO}@v1", revision="main")
+    with pytest.raises(hub.HubRevisionNotFoundError, match="'v9'"):
+        hf_hub(f"{REPO}@v9")
+    for bad in ("not a repo", "owner/name@", "a/b/c"):
+        with pytest.raises(InvalidArgumentError, match="hf-hub:owner/name"):
+            hf_hub(bad)
+
+
+def test_hf_hub_refuses_a_config_whose_hash_does_not_match_its_weights(
+    hf_hub, server, published, tmp_path
+):
+    server.add_commit("other/mixed", repo_files(published.folder_a, published.folder_b))
+    with pytest.raises(hub.ChecksumMismatchError) as err:
+        hf_hub("other/mixed")
+    msg = str(err.value)
+    assert f"the SHA-256 its config.json records is {published.sha_a}" in msg
+    assert published.sha_b in msg and "do not belong together" in msg
+    assert not [p for p in (tmp_path / "cache").rglob(WEIGHTS) if p.exists()]  # evicted
+
+
+def test_hf_hub_needs_the_zoo_layout_and_a_known_architecture(hf_hub, server, published):
+    server.add_commit("other/noconfig", {WEIGHTS: (published.folder_a / WEIGHTS).read_bytes()})
+    with pytest.raises(hub.HubFileNotFoundError, match="no file 'config.json'"):
+        hf_hub("other/noconfig")
+
+    a = published.folder_a
+    server.add_commit("other/resnet", repo_files(a, a, architecture="resnet50"))
+    with pytest.raises(UnknownModelError, match="'resnet50'") as err:
+        hf_hub("other/resnet")
+    assert "hf-hub:other/resnet" in str(err.value) and "newer version" in str(err.value)
+
+    server.add_commit("other/newer", repo_files(a, a, library_version="9.0"))
+    with pytest.raises(hub.IncompatibleConfigError, match="mnist_zoo 9.0"):
+        hf_hub("other/newer")
+
+    with pytest.raises(hub.HubRepoNotFoundError):
+        hf_hub("other/missing")
+
+
+def test_hf_hub_without_a_recorded_sha256_needs_trust(hf_hub, server, published, caplog):
+    server.add_commit(
+        "other/nosha", repo_files(published.folder_a, published.folder_a, sha256=None)
+    )
+    with pytest.raises(hub.UnverifiedWeightsError, match="trust_unverified=True"):
+        hf_hub("other/nosha")
+    with caplog.at_level(logging.WARNING, logger="mnist_zoo.hub"):
+        model = hf_hub("other/nosha", trust_unverified=True)
+    assert same_weights(model, published.state_a)
+    assert "records no SHA-256" in caplog.text and "ETag" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------
+# num_classes: a fresh head on pretrained weights
+
+
+def test_num_classes_replaces_only_the_head(load, published, caplog, tmp_path):
+    with caplog.at_level(logging.INFO, logger="mnist_zoo.hub"):
+        same = load(num_classes=10)
+    assert same_weights(same, published.state_a) and "head" not in caplog.text
+
+    torch.manual_seed(0)
+    with caplog.at_level(logging.INFO, logger="mnist_zoo.hub"):
+        model = load(num_classes=3)
+    lines = [r.getMessage() for r in caplog.records if "freshly initialised" in r.getMessage()]
+    assert len(lines) == 1 and "classifier.3" in lines[0] and "3-way" in lines[0]
+    state = model.state_dict()
+    assert state["classifier.3.weight"].shape == (3, 128) and model.num_classes == 3
+    assert all(
+        torch.equal(state[k], v) for k, v in published.state_a.items() if "classifier.3" not in k
+    )
+    cfg = model.pretrained_cfg
+    assert cfg["num_classes"] == 3 and cfg["fresh_head"] == "classifier.3"
+    assert cfg["model_kwargs"] == {"num_classes": 3} and cfg["metrics"] == {}
+
+    # The config records num_classes, so a fine-tuned model loads back with its head.
+    folder = hub.save_pretrained(model, tmp_path / "finetuned")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num_classes"] == 3 and config["model_kwargs"] == {"num_classes": 3}
+    assert same_weights(hub.load_pretrained(folder), state)
+    assert same_weights(hub.load_pretrained(folder, num_classes=3), state)
+
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InvalidArgumentError, match="num_classes"):
+            load(num_classes=bad)
+    with pytest.raises(InvalidArgumentError, match="does not apply"):
+        hub.load_pretrained("ensemble", num_classes=3)

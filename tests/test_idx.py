@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+import time
+import tracemalloc
+import zlib
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -280,6 +283,115 @@ def test_gzip_of_bad_idx_says_decompressed(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(idx_bytes(0x08, (4,), bytes(3))))
     with raises_about(path, "data is shorter .* the decompressed file has 3"):
         read_idx(path)
+
+
+# --- Resource limits: the header bounds the work -----------------------------------------------
+
+
+def write_gzip_bomb(path: Path, header: bytes, zeros_mib: int) -> None:
+    """``header`` followed by ``zeros_mib`` MiB of zeros, one gzip stream, written in pieces."""
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # wbits 31: a gzip header and trailer
+    zeros = bytes(1 << 20)
+    with path.open("wb") as out:
+        out.write(compressor.compress(header))
+        for _ in range(zeros_mib):
+            out.write(compressor.compress(zeros))
+        out.write(compressor.flush())
+
+
+def peak_memory_and_time(function: object) -> tuple[int, float]:
+    """Run ``function()``, which must raise IDXFormatError; return its peak memory and time."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(IDXFormatError):
+            function()  # type: ignore[operator]
+        return tracemalloc.get_traced_memory()[1], time.perf_counter() - start
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_stops_one_byte_past_the_promised_size(tmp_path: Path) -> None:
+    # Issue 10: a 1 MB gzip file expanding to 1 GiB was decompressed whole (2.3 GB peak, 8.6 s)
+    # before the header check. A quarter of that shows the same: the header promises 16
+    # bytes, so reading stops at byte 17 of 256 MiB.
+    path = tmp_path / "bomb.idx.gz"
+    write_gzip_bomb(path, idx_bytes(0x08, (16,), b""), zeros_mib=256)
+    assert path.stat().st_size < 2 << 20
+    with raises_about(
+        path,
+        r"data is longer than the header says: shape \(16,\) of uint8 needs 16 bytes after "
+        "the header, the decompressed file has more",
+    ):
+        read_idx(path)
+    peak, seconds = peak_memory_and_time(lambda: read_idx(path))
+    assert peak < 4 << 20, f"peak {peak / 2**20:.0f} MiB"
+    assert seconds < 1.0
+
+
+def test_header_promising_more_than_a_gzip_file_can_hold_allocates_nothing(
+    tmp_path: Path,
+) -> None:
+    # 1 MiB of zeros compresses to about 4 KB, which deflate can expand to at most 1032 times
+    # that: nowhere near the 4 GB the header promises, so nothing is allocated or read.
+    path = tmp_path / "promise.idx.gz"
+    write_gzip_bomb(path, idx_bytes(0x08, (2**32 - 1,), b""), zeros_mib=1)
+    size = path.stat().st_size
+    with raises_about(
+        path,
+        r"data is shorter than the header says: shape \(4294967295,\) of uint8 needs "
+        rf"4294967295 bytes after the header, the decompressed file has at most {1032 * size}, "
+        rf"the most a {size}-byte gzip file can expand to",
+    ):
+        read_idx(path)
+    peak, _ = peak_memory_and_time(lambda: read_idx(path))
+    assert peak < 4 << 20
+
+
+def test_header_promising_more_than_a_plain_file_holds_allocates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "promise.idx"
+    path.write_bytes(idx_bytes(0x0E, (2**32 - 1, 2**32 - 1), bytes(64)))
+    peak, _ = peak_memory_and_time(lambda: read_idx(path))
+    assert peak < 1 << 20
+    needs = 8 * (2**32 - 1) ** 2
+    with raises_about(path, rf"data is shorter .* needs {needs} bytes .* the file has 64"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize(
+    ("shape", "payload"),
+    [((0, 2**32 - 1, 2**32 - 1), b""), ((1,) * 65, b"\x07")],
+    ids=["more-elements-than-addresses", "65-dimensions"],
+)
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_shape_numpy_cannot_hold_is_an_idx_format_error(
+    tmp_path: Path, shape: tuple[int, ...], payload: bytes, compress: bool
+) -> None:
+    # Issue 10: numpy's own ValueError ("array is too big", "maximum supported dimension")
+    # escaped read_idx; IDX allows 255 dimensions of up to 2**32 - 1 each.
+    path = tmp_path / "shape.idx"
+    content = idx_bytes(0x08, shape, payload)
+    path.write_bytes(gzip.compress(content) if compress else content)
+    with raises_about(path, "numpy cannot hold the declared shape "):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_zero_item_files_read_fine(tmp_path: Path, compress: bool) -> None:
+    path = tmp_path / "none.idx"
+    write_idx(path, np.zeros((0, 28, 28), np.uint8), compress=compress)
+    array = read_idx(path)
+    assert array.shape == (0, 28, 28) and array.dtype == np.uint8
+    write_idx(path, np.zeros((0, 2**32 - 1), ">f8"), compress=compress)
+    assert read_idx(path).shape == (0, 2**32 - 1)
+
+
+def test_reads_a_multi_member_gzip_file(tmp_path: Path) -> None:
+    # Concatenated gzip members are one file to gzip(1), and were to gzip.decompress.
+    content = idx_bytes(0x0B, (3,), np.array([1, -2, 300], ">i2").tobytes())
+    path = tmp_path / "members.idx.gz"
+    path.write_bytes(gzip.compress(content[:7]) + gzip.compress(content[7:]))
+    assert read_idx(path).tolist() == [1, -2, 300]
 
 
 # --- Properties -------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from mnist_zoo import create_model
-from mnist_zoo.errors import ImageError, InvalidArgumentError, MnistZooError
+from mnist_zoo.errors import ImageError, InvalidArgumentError, MnistZooError, PictureTooLargeError
 from mnist_zoo.inference import (
     Prediction,
     batched_logits,
@@ -456,7 +458,8 @@ def test_runs_without_autograd_on_the_models_device(model: nn.Module) -> None:
         (np.zeros(28), ValueError, r"Expected an array of shape \(H, W\).*got 1 dimensions"),
         (np.zeros((1, 1, 1, 28, 28)), ValueError, "got 5 dimensions"),
         (np.zeros((2, 3, 28, 28)), ValueError, r"\(N, 1, H, W\).*one channel"),
-        (np.zeros((64, 48, 3), np.uint8), ValueError, r"looks like a colour \(H, W, C\) image"),
+        # (64, 48, 3) was refused as colour; since issue 10 it is one picture (see below).
+        (np.zeros((64, 48, 2), np.uint8), ValueError, r"64 images of 48x2 pixels, too small"),
         (np.full((28, 28), np.inf), ValueError, "NaN or infinite"),
         (torch.full((2, 28, 28), float("nan")), ValueError, "NaN or infinite"),
         (np.full((28, 28), 255.0), ValueError, "Divide 0-255 values by 255"),
@@ -507,6 +510,197 @@ def test_errors_are_the_packages_own(model: nn.Module, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="batch_size"):
         predict(model, torch.rand(1, 28, 28), batch_size=0)
     assert issubclass(ImageError, MnistZooError) and issubclass(ImageError, ValueError)
+
+
+# --- Array layouts, byte orders, damaged and oversized pictures (issue 10) ----------------------
+
+
+def mnist_like(count: int = 4, seed: int = 0) -> np.ndarray:
+    """``count`` uint8 28x28 images with some structure."""
+    return (np.random.default_rng(seed).random((count, 28, 28)) * 255).astype(np.uint8)
+
+
+def test_a_channel_last_grey_picture_is_one_image(model: nn.Module) -> None:
+    # Issue 10: (28, 28, 1) gave 28 predictions, one per 28x1 strip.
+    x = mnist_like(1)[0]
+    reference = predict(model, x).probs
+    for kind in (x[..., None], x[..., None] / 255, torch.from_numpy(x[..., None].copy())):
+        pred = predict(model, kind)
+        assert len(pred) == 1
+        torch.testing.assert_close(pred.probs, reference)
+    # Keras's layout for a batch: (N, 28, 28, 1).
+    batch = mnist_like(3)
+    torch.testing.assert_close(predict(model, batch[..., None]).probs, predict(model, batch).probs)
+
+
+def test_a_channel_last_colour_array_reads_as_pillow_greyscale(model: nn.Module) -> None:
+    picture = Image.new("RGB", (160, 120), (250, 240, 120))  # red ink on yellow paper
+    ImageDraw.Draw(picture).line([(30, 30), (90, 30), (55, 100)], fill=(200, 20, 20), width=9)
+    rgb = np.asarray(picture)
+    reference = predict(model, picture).probs
+    torch.testing.assert_close(predict(model, rgb).probs, reference, atol=2e-3, rtol=0)
+    torch.testing.assert_close(predict(model, rgb / 255).probs, reference, atol=2e-3, rtol=0)
+    # RGBA is composited on white, as for a transparent PIL image.
+    rgba = picture.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.where(rgb[..., 0] < 220, 255, 0).astype(np.uint8)))
+    reference = predict(model, rgba).probs
+    torch.testing.assert_close(predict(model, np.asarray(rgba)).probs, reference, atol=2e-3, rtol=0)
+    # A grey 28x28 picture in three equal channels is that picture, used as it is.
+    x = mnist_like(1)[0]
+    torch.testing.assert_close(
+        predict(model, np.repeat(x[..., None], 3, axis=2)).probs, predict(model, x).probs
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "count"),
+    [
+        ((3, 28, 28), 3),  # MNIST's own layout wins: three images, not one colour picture
+        ((28, 28, 3), 1),  # a colour picture: 28 strips of 28x3 could not be digits
+        ((28, 28, 28), 28),
+        ((28, 28, 1), 1),
+        ((28, 28, 4), 1),
+        ((1, 28, 28, 3), 1),
+        ((2, 40, 30, 4), 2),
+        ((8, 8, 3), 1),
+        ((4, 1, 28, 28), 4),
+    ],
+    ids=str,
+)
+def test_three_and_four_dimensional_layouts(
+    model: nn.Module, shape: tuple[int, ...], count: int
+) -> None:
+    x = torch.zeros(shape)  # black, with a white square of ink for preprocess to find
+    if count < shape[0] or shape[-1] in (3, 4):  # channel-last
+        x[..., 2:6, 2:6, :3] = 1
+        x[..., 3:] = 1  # opaque, when there is an alpha channel
+    else:
+        x[..., 2:6, 2:6] = 1
+    assert len(predict(model, x)) == count
+
+
+@pytest.mark.parametrize(
+    ("shape", "pattern"),
+    [
+        ((28, 28, 2), r"reads as 28 images of 28x2 pixels, too small"),
+        ((5, 40, 3), r"reads as 5 images of 40x3 pixels"),
+        ((28, 5), r"reads as 1 image of 28x5 pixels"),
+        ((7, 7, 3), r"reads as 7 images of 7x3 pixels"),
+        (
+            (2, 28, 28, 2),
+            r"4-D batch of shape \(N, 1, H, W\) or \(N, H, W, C\), got \(2, 28, 28, 2\)",
+        ),
+    ],
+)
+def test_shapes_that_cannot_be_pictures_are_refused(
+    model: nn.Module, shape: tuple[int, ...], pattern: str
+) -> None:
+    with pytest.raises(ImageError, match=pattern) as info:
+        predict(model, np.ones(shape, np.float32))
+    assert r"Accepted: (H, W) one image; (N, H, W) or (N, 1, H, W) N images" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">f2", "<f4"])
+def test_big_endian_floats_work(model: nn.Module, dtype: str) -> None:
+    # Issue 10: torch.from_numpy refused them with its own ValueError.
+    x = mnist_like() / 255
+    pred = predict(model, x.astype(dtype))
+    torch.testing.assert_close(pred.probs, predict(model, x).probs, atol=2e-3, rtol=0)
+    assert len(predict(model, x[0].astype(dtype)[:, :, None])) == 1
+    assert preprocess(np.pad(x[0], 10).astype(dtype)).shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("dtype", [">u2", ">i4", "<i2"])
+def test_wide_integer_pixels_are_refused_in_either_byte_order(model: nn.Module, dtype: str) -> None:
+    with pytest.raises(TypeError, match=r"Integer images must be uint8 \(0-255\)"):
+        predict(model, mnist_like().astype(dtype))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with a few bytes of garbage
+    for pixel data: anything that decodes it fails, so refusing it proves nothing was decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    garbage = b"\x78\x9c" + bytes(range(1, 64))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", garbage)
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def pictures(tmp_path: Path) -> dict[str, Path]:
+    """A good picture, a truncated one, two bombs (over Pillow's limit and over ours)."""
+    good = tmp_path / "seven.png"
+    digit_picture().save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_claiming(20_000, 20_000))  # 400 Mpx: Pillow refuses it itself
+    large = tmp_path / "large.png"
+    large.write_bytes(png_claiming(10_000, 6_000))  # 60 Mpx: over MAX_PIXELS, under Pillow's
+    return {"good": good, "truncated": truncated, "huge": huge, "large": large}
+
+
+def test_a_truncated_png_is_an_image_error(model: nn.Module, pictures: dict[str, Path]) -> None:
+    # Issue 10: Pillow's OSError escaped although the docstring promised a ValueError.
+    with pytest.raises(ImageError, match=r"truncated.png' is damaged or truncated \(image file is"):
+        load_image(pictures["truncated"])
+    with pytest.raises(ImageError, match=r"images\[1\]: '.*truncated.png' is damaged"):
+        predict(model, [pictures["good"], pictures["truncated"]])
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [
+        ("huge", r"huge.png' is too large to decode: Image size \(400000000 pixels\) exceeds"),
+        ("large", r"large.png' is 10000x6000 = 60,000,000 pixels; the limit is 50,000,000 "),
+    ],
+)
+def test_a_decompression_bomb_is_refused_before_decoding(
+    model: nn.Module, pictures: dict[str, Path], name: str, pattern: str
+) -> None:
+    with pytest.raises(PictureTooLargeError, match=pattern):
+        load_image(pictures[name])
+    # In a list, the error names the input; nothing is predicted for the others.
+    with pytest.raises(PictureTooLargeError, match=r"^images\[1\]: .*" + pattern):
+        predict(model, [pictures["good"], pictures[name], pictures["good"]])
+
+
+def test_the_pixel_limit_is_a_parameter(pictures: dict[str, Path]) -> None:
+    from mnist_zoo.inference.preprocessing import MAX_PIXELS
+
+    assert MAX_PIXELS == 50_000_000
+    assert load_image(pictures["good"], max_pixels=200 * 120).size == (200, 120)
+    with pytest.raises(
+        PictureTooLargeError, match=r"200x120 = 24,000 pixels; the limit is 23,999 "
+    ):
+        load_image(pictures["good"], max_pixels=200 * 120 - 1)
+
+
+def test_the_cli_goes_on_past_a_bomb_and_a_truncated_picture(
+    pictures: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 10: Pillow's DecompressionBombError ended `mnist-zoo predict` with a traceback,
+    # and the pictures after it were never read. Now each gets its own line.
+    from mnist_zoo.cli import main
+
+    order = ["good", "huge", "truncated", "large", "good"]
+    model_dir = Path(__file__).resolve().parents[1] / "hub" / "simplecnn"
+    code = main(["predict", *(str(pictures[name]) for name in order), "--model", str(model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 2  # a bad picture is the caller's input: a ValueError
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(pictures["good"])] * 2
+    errors = err.splitlines()
+    assert len(errors) == 3 and "Traceback" not in err
+    for line, name in zip(errors, ["huge", "truncated", "large"], strict=True):
+        assert line.startswith(f"mnist-zoo: error: {pictures[name]}: ")
 
 
 # --- The batched primitive ---------------------------------------------------------------------

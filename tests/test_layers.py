@@ -7,8 +7,8 @@ only type checkers run.
 
 The layers, bottom to top; a module may import from its own layer and the ones below::
 
-    errors, atomic, devices < data < registry, models < ensemble, inference
-    < evaluation, calibration, robustness < training < hub < pipeline
+    errors, atomic, devices < data < registry, heads, models < ensemble, inference
+    < evaluation, calibration, robustness < training < hub < pipeline, metrics
     < mnist_zoo (the package's facade) < cli, serve, __main__
 """
 
@@ -36,14 +36,17 @@ LAYERS: dict[str, int] = {
     "data": 1,
     "registry": 2,
     "models": 2,
+    "heads": 2,  # ZooModel, the base class of the models
     "ensemble": 3,
     "inference": 3,
     "evaluation": 4,
     "calibration": 4,  # scores probabilities, beside evaluation
     "robustness": 4,  # scores models on corrupted digits, beside evaluation
+    "export": 4,  # runs models to compare an exported file with them, beside evaluation
     "training": 5,
     "hub": 6,
     "pipeline": 7,
+    "metrics": 7,  # loads pretrained models by name through the hub
     "": 8,  # mnist_zoo/__init__.py, the public facade over everything below
     "cli": 9,
     "serve": 9,

@@ -215,6 +215,15 @@ def test_labels_not_one_dimensional(tmp_path: Path) -> None:
         MNIST(tmp_path)
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_split_without_images_is_refused(tmp_path: Path, split: str) -> None:
+    # Issue 10: zero-item IDX files are valid IDX, but no MNIST split.
+    make_split(tmp_path, tiny_images(0), np.zeros(0, np.uint8), split)
+    prefix = "train" if split == "train" else "t10k"
+    with pytest.raises(MNISTFormatError, match=rf"{prefix}-images-idx3-ubyte holds no images"):
+        MNIST(tmp_path, split=split)
+
+
 def test_corrupt_idx_file(tmp_path: Path) -> None:
     make_split(tmp_path, tiny_images(2), np.zeros(2, np.uint8))
     images_file = tmp_path / "train-images-idx3-ubyte"

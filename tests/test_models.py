@@ -7,6 +7,7 @@ counts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -223,3 +224,150 @@ def test_the_pixel_statistics_come_from_the_data_layer() -> None:
     assert mnist_zoo.models.MNIST_STD == mnist_zoo.data.MNIST_STD == 0.3081
     standardize = mnist_zoo.models.Standardize()
     assert (standardize.mean, standardize.std) == (0.1307, 0.3081)
+
+
+# ---------------------------------------------------------------------------- features and heads
+
+#: The width of forward_features' output, as each model's docstring documents it.
+FEATURE_WIDTHS = {"simplecnn": 128, "deepercnn": 256, "minivgg": 512}
+#: SHA-256 over the keys and bytes of ``create_model(name).state_dict()`` after
+#: ``torch.manual_seed(0)``: the study's initialisation, which the head API must not change.
+SEED0_STATE_DICTS = {
+    "simplecnn": "445d7a859c68ba64ba092f478864902b50510e9a13ade5264b36d69313bc5e43",
+    "deepercnn": "4afd1361731cc9e70848cef2525fc9c0c7290f14b78c1835e8bbaa9ae71f3f54",
+    "minivgg": "8d1fc877753a0be43cd97440e4f04155f4793474af1a40e4e8f22290d2114d79",
+}
+HUB = Path(__file__).resolve().parents[1] / "hub"
+
+
+def _state_sha256(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(SEED0_STATE_DICTS))
+def test_seeded_creation_draws_the_same_initial_weights_as_the_study(name: str) -> None:
+    torch.manual_seed(0)
+    assert _state_sha256(create_model(name)) == SEED0_STATE_DICTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(SEED0_STATE_DICTS))
+def test_the_published_weights_still_fit_the_default_model(name: str) -> None:
+    published = load_file(HUB / name / "model.safetensors")
+    state = create_model(name).state_dict()
+    assert sorted(state) == sorted(published)
+    assert {k: tuple(v.shape) for k, v in state.items()} == {
+        k: tuple(v.shape) for k, v in published.items()
+    }
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_features_have_the_documented_shape(name: str) -> None:
+    model = create_model(name).eval()
+    with torch.no_grad():
+        features = model.forward_features(torch.rand(3, 1, 28, 28))
+    assert features.shape == (3, model.num_features)
+    assert model.num_features == model.get_classifier().in_features
+    if name in FEATURE_WIDTHS:
+        assert model.num_features == FEATURE_WIDTHS[name]
+        assert f"(N, {FEATURE_WIDTHS[name]})" in (type(model).__doc__ or "")
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_is_forward_head_of_forward_features_to_the_bit(name: str, train: bool) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).train(train)
+    x = torch.rand(6, 1, 28, 28)
+    torch.manual_seed(1)  # the same dropout mask for both
+    logits = model(x)
+    torch.manual_seed(1)
+    assert torch.equal(model.forward_head(model.forward_features(x)), logits)
+    plain = mnist_zoo.models.with_plain_layers(model)
+    torch.manual_seed(1)
+    assert torch.equal(plain.forward_head(plain.forward_features(x)), logits)
+
+
+def test_minivggs_dropout_belongs_to_the_head() -> None:
+    # Features are deterministic in training mode too; the dropout runs in forward_head.
+    model = create_model("minivgg").train()
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(0)
+    first = model.forward_features(x)
+    torch.manual_seed(1)
+    assert torch.equal(model.forward_features(x), first)
+    assert (first >= 0).all()  # after the ReLU
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_get_classifier_is_the_final_linear(name: str) -> None:
+    model = create_model(name)
+    head = model.get_classifier()
+    assert isinstance(head, torch.nn.Linear) and head is list(model.modules())[-1]
+    assert model.num_classes == head.out_features == 10
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_reset_classifier_changes_only_the_head(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head = model.get_classifier()
+    model.reset_classifier(26)
+    after = model.state_dict()
+    assert list(after) == list(before)
+    new_head = model.get_classifier()
+    assert new_head is not head and model.num_classes == 26
+    assert new_head.in_features == head.in_features
+    head_keys = {k for k in after if after[k].shape != before[k].shape}
+    assert head_keys == {f"classifier.{len(model.classifier) - 1}.{p}" for p in ("weight", "bias")}
+    assert all(torch.equal(after[k], before[k]) for k in after if k not in head_keys)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 26)
+    assert model.pretrained_cfg["model_kwargs"] == {"num_classes": 26}
+
+
+def test_reset_classifier_keeps_the_heads_dtype_and_device() -> None:
+    model = create_model("simplecnn").to(torch.float64)
+    model.reset_classifier(3)
+    assert model.get_classifier().weight.dtype == torch.float64
+    assert model(torch.rand(1, 1, 28, 28, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_num_classes_gives_that_many_logits(name: str) -> None:
+    model = create_model(name, num_classes=26).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 26)
+    assert model.num_classes == 26
+    assert model.pretrained_cfg == {"architecture": name, "model_kwargs": {"num_classes": 26}}
+    # Only the head's shape differs from the ten-digit model.
+    ten = {k: v.shape for k, v in create_model(name).state_dict().items()}
+    other = {k: v.shape for k, v in model.state_dict().items()}
+    assert list(ten) == list(other)
+    assert len([k for k in ten if ten[k] != other[k]]) == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "10"])
+def test_num_classes_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(mnist_zoo.errors.InvalidArgumentError, match="num_classes"):
+        create_model("simplecnn", num_classes=bad)  # type: ignore[arg-type]
+    model = create_model("deepercnn")
+    with pytest.raises(mnist_zoo.errors.InvalidArgumentError, match="num_classes"):
+        model.reset_classifier(bad)  # type: ignore[arg-type]
+    assert model.num_classes == 10
+
+
+def test_a_reset_head_is_saved_and_loads_back(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("deepercnn", batch_norm=True)
+    model.reset_classifier(2)
+    mnist_zoo.save_pretrained(model, tmp_path / "parity")
+    loaded = mnist_zoo.load_pretrained(tmp_path / "parity")
+    assert loaded.num_classes == 2
+    assert loaded.pretrained_cfg["model_kwargs"] == {"batch_norm": True, "num_classes": 2}
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))

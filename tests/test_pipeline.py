@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 import mnist_zoo
-from mnist_zoo.errors import InvalidArgumentError
+from mnist_zoo.errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    OutputFolderError,
+    TrainingError,
+)
 from mnist_zoo.pipeline import TrainingRun, run_metrics, train_and_save
 
 #: A smoke run: 2,500 training images after a 500-image validation split, one epoch.
@@ -89,3 +96,76 @@ def test_metrics_without_validation_have_no_val_accuracy(run: TrainingRun) -> No
     metrics = run_metrics(run.result, history)
     assert "val_accuracy" not in metrics
     assert metrics["epochs_trained"] == 2 and metrics["train_time_s"] == 3.5
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK) and os.geteuid() != 0:
+        return folder
+    for candidate in (Path("/sys/fs"), Path("/proc/sys")):  # root: a read-only mount
+        probe = candidate / "mnist-zoo-probe"
+        try:
+            probe.touch()
+        except OSError:
+            return candidate
+        probe.unlink()
+    pytest.skip("no folder here that this process cannot write")
+
+
+@pytest.mark.parametrize("which", ["out", "checkpoint_dir"])
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_a_folder_that_cannot_be_written_is_refused_before_any_data_is_read(
+    tmp_path: Path, which: str, kind: str
+) -> None:
+    (tmp_path / "a-file").write_text("in the way")
+    bad = tmp_path / "a-file" if kind == "file" else _read_only_folder(tmp_path) / "run"
+    folders = {"out": tmp_path / "out", "checkpoint_dir": tmp_path / "ck", which: bad}
+    # No data folder: a check after reading the data would fail with MNISTNotFoundError.
+    with pytest.raises(OutputFolderError, match="Cannot use .* as the (output|checkpoint) folder"):
+        train_and_save("simplecnn", data=tmp_path / "nowhere", **folders)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
+
+
+def test_a_run_of_two_steps_trains_and_saves(mnist_root: Path, tmp_path: Path) -> None:
+    # `mnist-zoo train simplecnn --epochs 1 --limit 5300`: 300 images after the 5,000 held
+    # out, two batches of 128, a one-cycle schedule of two steps.
+    run = train_and_save(
+        "simplecnn", data=mnist_root, out=tmp_path / "out", limit=5300, epochs=1,
+        precision="fp32", device="cpu", progress=False, test_limit=500,
+    )  # fmt: skip
+    assert (run.out / "model.safetensors").is_file() and len(run.history) == 1
+
+
+def test_a_diverging_run_saves_no_model(mnist_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="train_loss is (nan|inf)"):
+        train_and_save(
+            "simplecnn", data=mnist_root, out=tmp_path / "out", limit=1500, val_size=500,
+            epochs=1, optimizer="sgd", lr=1e12, scheduler="none", precision="fp32",
+            device="cpu", progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert not (tmp_path / "out" / "checkpoints" / "last.pt").exists()
+
+
+def test_a_changed_recipe_on_resume_is_refused_or_allowed_and_recorded(
+    run: TrainingRun, mnist_root: Path, tmp_path: Path
+) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(run.out / "checkpoints", checkpoints)
+    settings = {**SMALL, "epochs": 2, "lr": 1e-3}
+    common = dict(data=mnist_root, checkpoint_dir=checkpoints, resume=True, test_limit=500)
+    with pytest.raises(CheckpointError, match=r"epochs \(1 there, 2 here\), lr .*--allow"):
+        train_and_save("simplecnn", out=tmp_path / "refused", **common, **settings)
+    assert not (tmp_path / "refused").exists()
+    again = train_and_save(
+        "simplecnn", out=tmp_path / "out", allow_recipe_change=True, **common, **settings
+    )
+    assert len(again.history) == 2
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    # The recipe the run finished with, and what changed at which epoch.
+    assert config["recipe"]["lr"] == 1e-3 and config["recipe"]["epochs"] == 2
+    changes = [{"epoch": 2, "changed": {"epochs": [1, 2], "lr": [0.003, 0.001]}}]
+    assert config["metrics"]["recipe_changes"] == changes == again.metrics["recipe_changes"]
+    assert "recipe_changes" not in json.loads((run.out / "config.json").read_text())["metrics"]

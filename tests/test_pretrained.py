@@ -17,6 +17,7 @@ from types import ModuleType, SimpleNamespace
 
 import huggingface_hub
 import pytest
+import safetensors.torch
 import torch
 from hub_server import FakeHub
 from huggingface_hub import ModelCard
@@ -74,6 +75,10 @@ def test_registry_pins_the_files_in_hub(name: str) -> None:
     pin = get_model_entry(name).pretrained
     assert pin is not None
     assert pin.sha256 == sha256_file(HUB / name / pin.filename)
+    assert pin.size == (HUB / name / pin.filename).stat().st_size
+    assert pin.config_sha256 == sha256_file(HUB / name / "config.json"), (
+        "hub/ configs changed: run python scripts/release.py --write-pins"
+    )
     assert pin.revision == f"v{mnist_zoo.__version__}"
     assert pin.metrics["test_accuracy"] == card_accuracy(name)
     card = (HUB / name / "README.md").read_text()
@@ -215,9 +220,61 @@ def test_release_cards_only_keeps_the_weights(tmp_path: Path) -> None:
                 assert (hub_dir / name / file).read_bytes() == (HUB / name / file).read_bytes()
 
 
+def test_release_pins_are_the_registrys(tmp_path: Path) -> None:
+    release = load_release_script()
+    block = release.pins(HUB)
+    models_py = Path(mnist_zoo.models.__file__)
+    assert block in models_py.read_text(encoding="utf-8"), (
+        "the pins in models.py are stale: run python scripts/release.py --write-pins"
+    )
+    copy = tmp_path / "models.py"
+    copy.write_text(models_py.read_text(encoding="utf-8").replace("size=1_687_280", "size=1"))
+    release.write_pins(block, copy)
+    assert copy.read_text(encoding="utf-8") == models_py.read_text(encoding="utf-8")
+
+
 def test_the_ensemble_folder_explains_itself() -> None:
     with pytest.raises(hub.InvalidHubFolderError) as err:
         mnist_zoo.load_pretrained(HUB / "ensemble")
     msg = str(err.value)
     assert "ensemble of the three pinned models" in msg and "load_pretrained('ensemble')" in msg
     assert "save_pretrained" not in msg
+
+
+def test_hf_hub_name_gives_the_local_folders_predictions(
+    fake_hub: FakeHub, tmp_path: Path, mnist_root: Path
+) -> None:
+    """Issue 13's acceptance line: the repo by its id and tag, against the folder it came from."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        by_id = mnist_zoo.load_pretrained(
+            "hf-hub:mnist-zoo/minivgg@v0.1.0", endpoint=fake_hub.url, cache_dir=tmp_path / "c"
+        )
+    local = mnist_zoo.load_pretrained(HUB / "minivgg")
+    images = mnist_zoo.MNIST(mnist_root, split="test").images[:500].float() / 255
+    with torch.no_grad():
+        assert torch.equal(by_id(images).argmax(1), local(images).argmax(1))
+    assert by_id.pretrained_cfg["sha256"] == get_model_entry("minivgg").pretrained.sha256
+    assert by_id.pretrained_cfg["repo_id"] == "mnist-zoo/minivgg"
+
+
+def test_num_classes_26_keeps_every_pinned_tensor_but_the_head(
+    fake_hub: FakeHub, loaded: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13's acceptance line: a 26-way head on the pinned MiniVGG."""
+    with pytest.MonkeyPatch.context() as mp, caplog.at_level("INFO", logger="mnist_zoo.hub"):
+        mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        model = mnist_zoo.load_pretrained(
+            "minivgg", num_classes=26, endpoint=fake_hub.url, cache_dir=loaded["cache"]
+        )
+    pinned = safetensors.torch.load_file(HUB / "minivgg" / "model.safetensors")
+    state = model.state_dict()
+    head = {k for k in state if k.startswith("classifier.4.")}
+    assert head == {"classifier.4.weight", "classifier.4.bias"}
+    assert state["classifier.4.weight"].shape == (26, 512) and model.num_classes == 26
+    assert state.keys() == pinned.keys()
+    assert all(torch.equal(state[k], pinned[k]) for k in pinned if k not in head)
+    lines = [r.getMessage() for r in caplog.records if "freshly initialised" in r.getMessage()]
+    assert len(lines) == 1 and "classifier.4" in lines[0] and "26-way" in lines[0]
+    with torch.no_grad():
+        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 26)

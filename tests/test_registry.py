@@ -126,3 +126,26 @@ def test_the_studys_models_train_with_the_base_recipe(name: str) -> None:
     info = mnist_zoo.model_info(name)
     assert info["recipe"] == {}
     assert list(info) == ["name", "description", "parameters", "recipe", "pretrained"]
+
+
+def test_create_model_passes_num_classes_only_when_given() -> None:
+    try:
+
+        @mnist_zoo.register_model
+        def tiny_headless_net() -> nn.Module:
+            """A builder that takes no num_classes."""
+            return nn.Linear(1, 1)
+
+        model = mnist_zoo.create_model("tiny_headless_net")
+        assert model.pretrained_cfg == {"architecture": "tiny_headless_net", "model_kwargs": {}}
+        with pytest.raises(TypeError, match="num_classes"):
+            mnist_zoo.create_model("tiny_headless_net", num_classes=3)
+    finally:
+        registry._REGISTRY.pop("tiny_headless_net", None)
+
+
+def test_create_model_records_num_classes_beside_the_other_kwargs() -> None:
+    model = mnist_zoo.create_model("deepercnn", num_classes=26, batch_norm=True)
+    assert model.num_classes == 26
+    assert model.pretrained_cfg["model_kwargs"] == {"batch_norm": True, "num_classes": 26}
+    assert mnist_zoo.create_model("deepercnn").pretrained_cfg["model_kwargs"] == {}

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
 import mnist_zoo
-from mnist_zoo.errors import CheckpointError, InvalidArgumentError
+from mnist_zoo.errors import (
+    CheckpointError,
+    InvalidArgumentError,
+    OutputFolderError,
+    TrainingError,
+)
 from mnist_zoo.training import (
     BASE_RECIPE,
     Callback,
@@ -32,7 +40,14 @@ from mnist_zoo.training import (
     select_device,
     select_precision,
 )
+from mnist_zoo.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    read_checkpoint,
+    repair_best,
+)
 from mnist_zoo.training.config import registered_recipe
+from mnist_zoo.training.optim import make_scheduler
+from mnist_zoo.training.verify import payload_checksum
 
 TIMING = ("images_per_s", "epoch_time_s")
 REPO = Path(__file__).resolve().parents[1]
@@ -595,3 +610,360 @@ def test_devices_module_is_where_autocast_lives() -> None:
         assert not torch.is_autocast_enabled("cpu")
     with devices.autocast_context(torch.device("cpu"), "bf16"):
         assert torch.is_autocast_enabled("cpu")
+
+
+# --------------------------------------------------------------------------- hardening (issue 10)
+
+
+@pytest.fixture(scope="module")
+def tiny(small: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1,000 of the images: 800 to train on after a 200-image validation split."""
+    return small[0][:1000].clone(), small[1][:1000].clone()
+
+
+def _tiny_trainer(model: torch.nn.Module | None = None, **kwargs: object) -> Trainer:
+    return _trainer(model, **{"val_size": 200, **kwargs})
+
+
+class _Poison(Callback):
+    """Makes the weights NaN right after epoch ``at``'s checkpoint is written."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.at:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(math.nan)
+
+
+def test_a_loss_that_stops_being_finite_stops_training_with_the_last_good_checkpoint_intact(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    trainer = _tiny_trainer(epochs=3, checkpoint_dir=tmp_path, callbacks=[_Poison(at=0)])
+    with pytest.raises(TrainingError, match=r"epoch 2: train_loss is nan.*lower it") as err:
+        trainer.fit(tiny)
+    assert isinstance(err.value, RuntimeError) and "\n" not in str(err.value)
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 0 and len(last["history"]) == 1
+    assert all(torch.isfinite(t).all() for t in last["model"].values())
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert all(torch.isfinite(t).all() for t in best["model"].values())
+
+
+def test_a_diverging_run_saves_nothing(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    # A finite but absurd learning rate: the loss overflows within the first epoch.
+    trainer = _tiny_trainer(
+        epochs=2, optimizer="sgd", lr=1e12, scheduler="none", checkpoint_dir=tmp_path
+    )
+    with pytest.raises(TrainingError, match="epoch 1: train_loss is (nan|inf)"):
+        trainer.fit(tiny)
+    assert not (tmp_path / "last.pt").exists() and not (tmp_path / "best.pt").exists()
+
+
+def test_resume_refuses_another_recipe_and_names_the_way_to_allow_it(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    _tiny_trainer(epochs=1, checkpoint_dir=tmp_path).fit(tiny)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match=r"lr \(0.003 there, 0.001 here\)") as err:
+        _tiny_trainer(epochs=1, lr=1e-3, checkpoint_dir=tmp_path, resume=True).fit(tiny)
+    message = str(err.value)
+    assert "allow_recipe_change=True" in message and "--allow-recipe-change" in message
+    assert (tmp_path / "last.pt").read_bytes() == before
+    # Allowed or not, the seed and the validation split never change within a run.
+    for change in ({"seed": 1}, {"val_size": 400}):
+        with pytest.raises(CheckpointError, match="validation split"):
+            _tiny_trainer(
+                epochs=1, checkpoint_dir=tmp_path, resume=True, allow_recipe_change=True, **change
+            ).fit(tiny)
+    with pytest.raises(InvalidArgumentError, match="allow_recipe_change must be True or False"):
+        _tiny_trainer(allow_recipe_change="yes")
+
+
+def test_an_allowed_recipe_change_trains_the_new_recipe_from_the_resumed_epoch(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    crashed = _tiny_trainer(epochs=2, checkpoint_dir=tmp_path, callbacks=[_Crash(at=0)])
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(tiny)
+    resumed = _tiny_trainer(
+        epochs=3, lr=1e-3, checkpoint_dir=tmp_path, resume=True, allow_recipe_change=True
+    )
+    history = resumed.fit(tiny)
+    assert len(history) == 3
+    changes = [{"epoch": 2, "changed": {"epochs": [2, 3], "lr": [0.003, 0.001]}}]
+    assert resumed.recipe_changes == changes
+    # From epoch 2 on, the schedule is the new recipe's, where that recipe stands.
+    new = _tiny_trainer(epochs=3, lr=1e-3).fit(tiny)
+    assert history["lr"][1:] == pytest.approx(new["lr"][1:], rel=1e-12)
+    assert history["lr"][0] == crashed.history["lr"][0]
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["config"]["lr"] == 1e-3 and last["config"]["epochs"] == 3
+    assert last["recipe_changes"] == changes
+    # Resuming the finished run again changes nothing and keeps the record.
+    again = _tiny_trainer(epochs=3, lr=1e-3, checkpoint_dir=tmp_path, resume=True)
+    assert len(again.fit(tiny)) == 3 and again.recipe_changes == changes
+
+
+def test_a_checkpoint_resumes_only_into_the_model_it_holds(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    images, labels = tiny[0][:400], tiny[1][:400]
+    common = dict(epochs=1, batch_size=64, val_size=100, device="cpu", precision="fp32")
+    Trainer.from_recipe(
+        "deepercnn", model_kwargs={"batch_norm": True}, checkpoint_dir=tmp_path,
+        progress=False, **common,
+    ).fit((images, labels))  # fmt: skip
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["architecture"]["name"] == "deepercnn"
+    assert last["architecture"]["kwargs"] == {"batch_norm": True}
+    for name, kwargs in (("simplecnn", {}), ("deepercnn", {"batch_norm": False})):
+        trainer = Trainer.from_recipe(
+            name, model_kwargs=kwargs, checkpoint_dir=tmp_path, resume=True, progress=False,
+            **common,
+        )  # fmt: skip
+        with pytest.raises(CheckpointError) as err:
+            trainer.fit((images, labels))
+        message = str(err.value)
+        assert "\n" not in message
+        assert "deepercnn(batch_norm=True) checkpoint" in message
+        assert f"trains {name}(" in message
+    # A model made with create_model records the same as from_recipe's.
+    seed_everything(0)
+    model = mnist_zoo.create_model("deepercnn", batch_norm=True)
+    assert len(Trainer(model, checkpoint_dir=tmp_path, resume=True, progress=False,
+                       **common).fit((images, labels))) == 1  # fmt: skip
+
+
+def _tensor_data_offsets(path: Path) -> list[int]:
+    """Byte offsets, in the file, of the data of each tensor record of a torch.save zip."""
+    raw = path.read_bytes()
+    offsets = []
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if "/data/" in info.filename and info.file_size > 0:
+                header = info.header_offset
+                name_len = int.from_bytes(raw[header + 26 : header + 28], "little")
+                extra_len = int.from_bytes(raw[header + 28 : header + 30], "little")
+                offsets.append(header + 30 + name_len + extra_len)
+    return offsets
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_detected(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    _tiny_trainer(epochs=1, checkpoint_dir=tmp_path).fit(tiny)
+    last = tmp_path / "last.pt"
+    original = last.read_bytes()
+    start = _tensor_data_offsets(last)[0]
+    damaged = bytearray(original)
+    damaged[start + 5] ^= 0x01
+    last.write_bytes(bytes(damaged))
+    with pytest.raises(CheckpointError, match="does not match its checksum") as err:
+        _tiny_trainer(epochs=1, checkpoint_dir=tmp_path, resume=True).fit(tiny)
+    assert "Delete it" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_flipped_byte_is_refused_or_changes_nothing_that_is_loaded(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    _tiny_trainer(epochs=1, val_size=900, checkpoint_dir=tmp_path).fit(tiny)  # a small history
+    path = tmp_path / "best.pt"
+    original = path.read_bytes()
+    checksum = read_checkpoint(path)["checksum"]
+    rng = random.Random(0)
+    positions = sorted(rng.sample(range(len(original)), 60)) + _tensor_data_offsets(path)
+    refused = 0
+    for position in positions:
+        damaged = bytearray(original)
+        damaged[position] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(damaged))
+        try:
+            content = read_checkpoint(path)
+        except CheckpointError:
+            refused += 1
+            continue
+        # Zip padding and unused header fields: the content is the original's.
+        assert payload_checksum(content) == checksum, position
+    assert refused > len(positions) // 2
+
+
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "EOFError|RuntimeError"),
+        (b"\x8b\x12random bytes\x00\xff" * 50, "UnpicklingError|RuntimeError"),
+        ([1, 2, 3], "it holds a list"),
+        ({}, "not an mnist_zoo checkpoint"),
+        ({"format": CHECKPOINT_FORMAT, "epoch": 0}, "it lacks model, ema, optimizer"),
+        ({"format": "mnist_zoo.checkpoint/1", "epoch": 0}, "older mnist_zoo"),
+        ("truncated", "RuntimeError|EOFError|UnpicklingError"),
+    ],
+    ids=["empty", "random", "list", "empty-dict", "no-keys", "old-format", "truncated"],
+)
+def test_an_unreadable_checkpoint_is_one_line_saying_what_to_do(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor], content: object, reason: str
+) -> None:
+    last = tmp_path / "last.pt"
+    if content == "truncated":
+        _tiny_trainer(epochs=1, val_size=900, checkpoint_dir=tmp_path).fit(tiny)
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    elif isinstance(content, bytes):
+        last.write_bytes(content)
+    else:
+        buffer = io.BytesIO()
+        torch.save(content, buffer)
+        last.write_bytes(buffer.getvalue())
+    with pytest.raises(CheckpointError) as err:
+        _tiny_trainer(epochs=1, val_size=900, checkpoint_dir=tmp_path, resume=True).fit(tiny)
+    message = str(err.value)
+    assert "\n" not in message and "not a readable checkpoint" in message
+    assert re.search(reason, message), message
+    assert "Delete it to start over, or pass another checkpoint folder" in message
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine", "step", "plateau", "none"])
+def test_every_run_length_has_a_schedule(scheduler: str) -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    for epochs in (1, 2, 3, 10, 20, 40):
+        for steps in (1, 2, 3, 7):
+            for warmup in (0.0, 1.0, 2.0, 100.0):
+                config = TrainConfig(epochs=epochs, scheduler=scheduler, warmup_epochs=warmup)
+                optimizer = torch.optim.AdamW([param], lr=config.lr)
+                schedule = make_scheduler(optimizer, config, steps)
+                lrs = []
+                for _ in range(epochs * steps):
+                    optimizer.step()
+                    if scheduler in ("onecycle", "cosine"):
+                        schedule.step()
+                    lrs.append(optimizer.param_groups[0]["lr"])
+                assert all(math.isfinite(lr) and lr >= 0 for lr in lrs), (epochs, steps, warmup)
+
+
+def test_a_run_of_two_steps_trains(tiny: tuple[torch.Tensor, torch.Tensor]) -> None:
+    # `mnist-zoo train simplecnn --epochs 1 --limit 5300`: 300 images, two batches of 128.
+    images, labels = tiny[0][:300], tiny[1][:300]
+    history = _tiny_trainer(epochs=1, batch_size=128, val_size=0).fit((images, labels))
+    assert len(history) == 1 and math.isfinite(history["train_loss"][0])
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK) and os.geteuid() != 0:
+        return folder
+    for candidate in (Path("/sys/fs"), Path("/proc/sys")):  # root: a read-only mount
+        probe = candidate / "mnist-zoo-probe"
+        try:
+            probe.touch()
+        except OSError:
+            return candidate
+        probe.unlink()
+    pytest.skip("no folder here that this process cannot write")
+
+
+class _Started(Callback):
+    def __init__(self) -> None:
+        self.started = False
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.started = True
+
+
+@pytest.mark.parametrize("kind", ["file", "under-a-file", "read-only"])
+def test_a_checkpoint_folder_that_cannot_be_written_is_found_before_training(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor], kind: str
+) -> None:
+    (tmp_path / "a-file").write_text("in the way")
+    folder = {
+        "file": tmp_path / "a-file",
+        "under-a-file": tmp_path / "a-file" / "checkpoints",
+        "read-only": _read_only_folder(tmp_path) / "checkpoints",
+    }[kind]
+    started = _Started()
+    trainer = _tiny_trainer(epochs=1, checkpoint_dir=folder, callbacks=[started])
+    with pytest.raises(OutputFolderError, match="the checkpoint folder") as err:
+        trainer.fit(tiny)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, OSError)
+    assert not started.started and len(trainer.history) == 0
+
+
+def _assert_consistent_pair(folder: Path) -> None:
+    last = torch.load(folder / "last.pt", weights_only=True)
+    best = torch.load(folder / "best.pt", weights_only=True)
+    assert best["epoch"] == last["best"]["epoch"]
+    assert all(torch.equal(best["model"][k], last["best"]["state"][k]) for k in best["model"])
+    assert read_checkpoint(folder / "best.pt")["checksum"] == last["best_file"]["checksum"]
+
+
+class _StopAtStart(Callback):
+    def on_fit_start(self, trainer: Trainer) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_kill_between_best_and_last_leaves_a_pair_a_resume_makes_consistent(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    data = tmp_path / "data.pt"
+    torch.save(tiny, data)
+    # Killed with SIGKILL right after the first checkpoint file of the second epoch is written,
+    # that is between best.pt and last.pt, both due since the second epoch is the best.
+    script = textwrap.dedent(
+        f"""
+        import contextlib, os, signal, sys, torch, mnist_zoo
+        from pathlib import Path
+        from mnist_zoo.training import Trainer, seed_everything
+        import mnist_zoo.training.checkpoint as checkpoint
+        real, written = checkpoint.atomic_writer, []
+
+        @contextlib.contextmanager
+        def writer(path):
+            with real(path) as f:
+                yield f
+            written.append(Path(path).name)
+            if len(written) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        checkpoint.atomic_writer = writer
+        seed_everything(0)
+        t = Trainer(mnist_zoo.create_model("simplecnn"), device="cpu", precision="fp32",
+                    epochs=2, batch_size=64, val_size=200, progress=False,
+                    checkpoint_dir=sys.argv[1])
+        t.fit(torch.load({str(data)!r}))
+        """
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "ck")], capture_output=True, text=True
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    reference = _tiny_trainer(epochs=2)
+    reference.fit(tiny)
+    assert reference.history.best("val_acc")["epoch"] == 2  # so both files were due
+    # A resume finds a consistent pair before it trains anything ...
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_trainer(
+            epochs=2, checkpoint_dir=tmp_path / "ck", resume=True, callbacks=[_StopAtStart()]
+        ).fit(tiny)
+    _assert_consistent_pair(tmp_path / "ck")
+    # ... and ends where the uninterrupted run does.
+    resumed = _tiny_trainer(epochs=2, checkpoint_dir=tmp_path / "ck", resume=True)
+    resumed.fit(tiny)
+    _assert_consistent_pair(tmp_path / "ck")
+    _assert_same_weights(resumed.model, reference.model)
+
+
+def test_repair_rewrites_a_missing_or_damaged_best_file_from_last(
+    tmp_path: Path, tiny: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    _tiny_trainer(epochs=1, checkpoint_dir=tmp_path).fit(tiny)
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert not repair_best(tmp_path, last)  # consistent: left alone
+    original = read_checkpoint(tmp_path / "best.pt")
+    for damage in (lambda p: p.unlink(), lambda p: p.write_bytes(b"junk")):
+        damage(tmp_path / "best.pt")
+        assert repair_best(tmp_path, last)
+        assert read_checkpoint(tmp_path / "best.pt")["checksum"] == original["checksum"]

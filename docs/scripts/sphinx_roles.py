@@ -32,9 +32,11 @@ DOCUMENTED = [
     "mnist_zoo.inference",
     "mnist_zoo.ensemble",
     "mnist_zoo.evaluation",
+    "mnist_zoo.export",
     "mnist_zoo.training",
     "mnist_zoo.hub",
     "mnist_zoo.pipeline",
+    "mnist_zoo.metrics",
 ]
 ROLE = re.compile(
     r":(?:py:)?(?:func|class|meth|attr|data|mod|exc|obj|const):<code>(~?)([\w.]+)</code>"

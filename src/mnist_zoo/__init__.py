@@ -12,7 +12,7 @@ mnist_zoo.predict(model, "four.png").labels
 
 from __future__ import annotations
 
-from . import models  # noqa: F401  (registers the models)
+from . import metrics, models  # noqa: F401  (models registers the models)
 from ._version import __version__
 from .data import MNIST, check_mnist, read_idx, to_float_images, write_idx
 from .ensemble import Ensemble

@@ -1,4 +1,4 @@
-"""The ``mnist-zoo`` command line: list, check-data, train, evaluate, predict, serve, push.
+"""The ``mnist-zoo`` command line: list, check-data, train, evaluate, predict, export, serve, push.
 
 Run ``mnist-zoo COMMAND --help`` for each command's options. Every error the package raises on
 purpose (a :class:`mnist_zoo.errors.MnistZooError`) and every ``OSError`` ends the command with
@@ -141,6 +141,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             out=Path(args.out or f"runs/{args.name.lower()}"),
             checkpoint_dir=args.checkpoint_dir,
             resume=args.resume,
+            allow_recipe_change=args.allow_recipe_change,
             device=args.device or "auto",
             limit=args.limit,
             progress="plain" if args.no_progress else "auto",
@@ -198,6 +199,66 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import ATOL, RTOL, export
+
+    model = _load_model(
+        args.model, "cpu", "pass a folder instead of the name, e.g. `mnist-zoo export {folder}`"
+    )
+    out = Path(args.out or f"{Path(args.model).name.lower()}.{args.format}")
+    path = export(model, out, args.format, opset=args.opset, check=not args.no_check)
+    checked = (
+        f"checked: logits within {ATOL:g} + {RTOL:g} * |logit| of PyTorch's, same labels"
+        if not args.no_check
+        else "not checked (--no-check)"
+    )
+    print(f"Wrote {path} ({path.stat().st_size:,} bytes, dynamic batch axis); {checked}.")
+    return 0
+
+
+def _add_export_parser(sub: Any) -> None:
+    """The ``export`` command's options."""
+    p = sub.add_parser("export", help="export a model to ONNX or torch.export (.pt2)")
+    p.add_argument("model", metavar="NAME_OR_DIR", help="pretrained model name or Hub folder")
+    p.add_argument("--format", default="onnx", choices=["onnx", "pt2"], help="default: onnx")
+    p.add_argument("--out", help="the file to write (default: NAME.FORMAT here)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument(
+        "--no-check", action="store_true", help="skip running the file against PyTorch's logits"
+    )
+    p.set_defaults(func=_cmd_export)
+
+
+def _add_train_parser(sub: Any, data_help: str, download_help: str) -> None:
+    """The ``train`` command's options."""
+    p = sub.add_parser("train", help="train a model with its registry recipe")
+    p.add_argument("name", help="model name, see `mnist-zoo list`")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument("--out", help="folder for the trained model in Hub layout (default: runs/NAME)")
+    p.add_argument("--checkpoint-dir", help="checkpoints and history (default: OUT/checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    p.add_argument(
+        "--allow-recipe-change",
+        action="store_true",
+        help="with --resume: continue with settings that differ from the checkpoint's",
+    )
+    p.add_argument("--data", help=data_help)
+    p.add_argument("--download", action="store_true", help=download_help)
+    p.add_argument("--no-progress", action="store_true", help="plain log lines, no bars")
+    p.add_argument("--limit", type=int, help="train on the first N training images (smoke runs)")
+    p.add_argument(
+        "--val-size",
+        type=int,
+        help="training images held out for validation (default: the recipe's 5,000)",
+    )
+    p.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mnist-zoo`` (exposed for the docs and for tests).
 
@@ -220,27 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", nargs="?", default=None, help=data_help)
     p.set_defaults(func=_cmd_check_data)
 
-    p = sub.add_parser("train", help="train a model with its registry recipe")
-    p.add_argument("name", help="model name, see `mnist-zoo list`")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--seed", type=int, help="override the recipe's seed")
-    p.add_argument("--out", help="folder for the trained model in Hub layout (default: runs/NAME)")
-    p.add_argument("--checkpoint-dir", help="checkpoints and history (default: OUT/checkpoints)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
-    p.add_argument("--data", help=data_help)
-    p.add_argument("--download", action="store_true", help=download_help)
-    p.add_argument("--no-progress", action="store_true", help="plain log lines, no bars")
-    p.add_argument("--limit", type=int, help="train on the first N training images (smoke runs)")
-    p.add_argument(
-        "--val-size",
-        type=int,
-        help="training images held out for validation (default: the recipe's 5,000)",
-    )
-    p.set_defaults(func=_cmd_train)
+    _add_train_parser(sub, data_help, download_help)
 
     p = sub.add_parser("evaluate", help="score a model on the MNIST test set")
     p.add_argument("model", metavar="NAME_OR_DIR", help="pretrained model name or Hub folder")
@@ -256,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="minivgg", help="name or Hub-layout folder")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_predict)
+
+    _add_export_parser(sub)
 
     from .serve import add_serve_parser
 

@@ -33,6 +33,7 @@ __all__ = [
     "CorruptWeightsError",
     "DeviceNotAvailableError",
     "DownloadError",
+    "ExportError",
     "HubError",
     "HubFileNotFoundError",
     "HubNotFoundError",
@@ -42,6 +43,7 @@ __all__ = [
     "IDXFileNotFoundError",
     "IDXFormatError",
     "ImageError",
+    "IncompatibleConfigError",
     "InvalidArgumentError",
     "InvalidHubFolderError",
     "MNISTFormatError",
@@ -49,9 +51,11 @@ __all__ = [
     "MissingDependencyError",
     "MnistZooError",
     "NoPretrainedWeightsError",
+    "OutputFolderError",
     "PictureTooLargeError",
     "TrainingError",
     "UnknownModelError",
+    "UnverifiedWeightsError",
     "WeightsMismatchError",
     "exit_status",
 ]
@@ -153,6 +157,10 @@ class CheckpointError(MnistZooError, ValueError):
     """A checkpoint cannot be resumed from: unreadable, or written by another run."""
 
 
+class OutputFolderError(InvalidArgumentError, OSError):
+    """A folder a run must write to is a file, or cannot be written; found before any work."""
+
+
 # --- pictures --------------------------------------------------------------------------------
 
 
@@ -212,3 +220,29 @@ class WeightsMismatchError(HubError, ValueError):
 
 class InvalidHubFolderError(HubError, ValueError):
     """A local folder is not a complete, readable Hub folder."""
+
+
+class UnverifiedWeightsError(InvalidHubFolderError):
+    """A local folder's config.json records no SHA-256, so its weights cannot be verified.
+
+    Loading it anyway takes an explicit ``load_pretrained(folder, trust_unverified=True)``.
+    """
+
+
+class IncompatibleConfigError(HubError, ValueError):
+    """A config.json that mnist_zoo must not act on.
+
+    It names another architecture than the registered name it was loaded for, or was written
+    by a newer mnist_zoo than this one.
+    """
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+class ExportError(MnistZooError, RuntimeError):
+    """An export failed, and no file was left at the target.
+
+    The exporter refused the model, or the written file did not reproduce the model's logits
+    within the stated tolerance when run (ONNX Runtime for ``.onnx``, PyTorch for ``.pt2``).
+    """

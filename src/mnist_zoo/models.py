@@ -16,6 +16,7 @@ from torch import nn
 
 from .data import MNIST_MEAN, MNIST_STD
 from .errors import ImageError
+from .heads import ZooModel, check_num_classes
 from .registry import PretrainedWeights, register_model
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "MiniVGG",
     "SimpleCNN",
     "Standardize",
+    "ZooModel",
     "with_plain_layers",
 ]
 
@@ -179,11 +181,16 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel_size=2, stride=2)
 
 
-class SimpleCNN(nn.Module):
+class SimpleCNN(ZooModel):
     """Two conv layers and two dense layers: the study's baseline (421,642 parameters).
+
+    ``forward_features`` gives (N, 128): the dense layer's output, after its ReLU.
 
     Args:
         num_classes: The number of outputs.
+
+    Raises:
+        InvalidArgumentError: ``num_classes`` is not a positive integer (a ``ValueError``).
     """
 
     def __init__(self, num_classes: int = 10) -> None:
@@ -197,7 +204,7 @@ class SimpleCNN(nn.Module):
             Flatten(),
             nn.Linear(64 * 7 * 7, 128),
             nn.ReLU(inplace=True),
-            nn.Linear(128, num_classes),
+            nn.Linear(128, check_num_classes(num_classes)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,14 +219,18 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
-class DeeperCNN(nn.Module):
+class DeeperCNN(ZooModel):
     """Two blocks of two convs each, then dense 256 (870,634 parameters without batch norm).
 
     As in the study, a block's two convolutions are followed by a single ReLU.
+    ``forward_features`` gives (N, 256): the dense layer's output, after its ReLU.
 
     Args:
         num_classes: The number of outputs.
         batch_norm: Add a BatchNorm2d after each convolution.
+
+    Raises:
+        InvalidArgumentError: ``num_classes`` is not a positive integer (a ``ValueError``).
     """
 
     def __init__(self, num_classes: int = 10, batch_norm: bool = False) -> None:
@@ -237,7 +248,7 @@ class DeeperCNN(nn.Module):
             Flatten(),
             nn.Linear(64 * 7 * 7, 256),
             nn.ReLU(inplace=True),
-            nn.Linear(256, num_classes),
+            nn.Linear(256, check_num_classes(num_classes)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,12 +263,18 @@ class DeeperCNN(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
-class MiniVGG(nn.Module):
+class MiniVGG(ZooModel):
     """Three VGG blocks (64, 128, 256 x3) with BatchNorm, dense 512 (2,921,930 parameters).
+
+    ``forward_features`` gives (N, 512): the dense layer's output, after its ReLU and before
+    the dropout, which belongs to the head.
 
     Args:
         num_classes: The number of outputs.
         dropout: The dropout probability before the last layer.
+
+    Raises:
+        InvalidArgumentError: ``num_classes`` is not a positive integer (a ``ValueError``).
     """
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.5) -> None:
@@ -277,7 +294,7 @@ class MiniVGG(nn.Module):
             nn.Linear(256 * 3 * 3, 512),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(512, num_classes),
+            nn.Linear(512, check_num_classes(num_classes)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -293,65 +310,74 @@ class MiniVGG(nn.Module):
 
 
 #: The published weights of release v0.1.0: trained by `mnist-zoo train NAME` with the base
-#: recipe (mnist_zoo.training.BASE_RECIPE), pinned by tag and by the SHA-256 of the file
-#: (scripts/release.py prints these lines).
+#: recipe (mnist_zoo.training.BASE_RECIPE), pinned by tag, by the SHA-256 and size of the file
+#: and by the SHA-256 of its config.json (`python scripts/release.py --write-pins` writes them).
 _RELEASE = "v0.1.0"
 PRETRAINED = {
     "simplecnn": PretrainedWeights(
         repo_id="mnist-zoo/simplecnn",
         revision=_RELEASE,
         sha256="cde1eb2e64b8175c623cf000a970efd6dfdbd41b959cfc8a39d609b2255682df",
+        size=1_687_280,
+        config_sha256="0251c2a06b96c55dd5a3550989aa59ad83f8685d27792ae832bfa733e50278ac",
         metrics={"test_accuracy": 0.9953},
     ),
     "deepercnn": PretrainedWeights(
         repo_id="mnist-zoo/deepercnn",
         revision=_RELEASE,
         sha256="9147624059de80bfa3c5739e64325e15fb40488fce4b9dd72ae2a8975182a597",
+        size=3_483_584,
+        config_sha256="64df18a541327ef1065a05ec96a58625b5a9e39d0e88c53f60f584026319e81b",
         metrics={"test_accuracy": 0.9961},
     ),
     "minivgg": PretrainedWeights(
         repo_id="mnist-zoo/minivgg",
         revision=_RELEASE,
         sha256="12cb3c6bc85ba2d7dff25c86f431889772fef46b0962f5891c5c7bfed85ed8ab",
+        size=11_701_584,
+        config_sha256="c7823af9b1d3c8268c36f53e61ae39a5928f1110378a05ee09db133a898591f3",
         metrics={"test_accuracy": 0.9972},
     ),
 }
 
 
 @register_model(pretrained=PRETRAINED["simplecnn"])
-def simplecnn(**kwargs: object) -> SimpleCNN:
+def simplecnn(num_classes: int = 10, **kwargs: object) -> SimpleCNN:
     """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline.
 
     Args:
+        num_classes: The number of outputs (the head's width); the published weights have 10.
         **kwargs: Passed to :class:`SimpleCNN`.
 
     Returns:
         A freshly initialised :class:`SimpleCNN`.
     """
-    return SimpleCNN(**kwargs)  # type: ignore[arg-type]
+    return SimpleCNN(num_classes, **kwargs)  # type: ignore[arg-type]
 
 
 @register_model(pretrained=PRETRAINED["deepercnn"])
-def deepercnn(**kwargs: object) -> DeeperCNN:
+def deepercnn(num_classes: int = 10, **kwargs: object) -> DeeperCNN:
     """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm.
 
     Args:
+        num_classes: The number of outputs (the head's width); the published weights have 10.
         **kwargs: Passed to :class:`DeeperCNN`.
 
     Returns:
         A freshly initialised :class:`DeeperCNN`.
     """
-    return DeeperCNN(**kwargs)  # type: ignore[arg-type]
+    return DeeperCNN(num_classes, **kwargs)  # type: ignore[arg-type]
 
 
 @register_model(pretrained=PRETRAINED["minivgg"])
-def minivgg(**kwargs: object) -> MiniVGG:
+def minivgg(num_classes: int = 10, **kwargs: object) -> MiniVGG:
     """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout.
 
     Args:
+        num_classes: The number of outputs (the head's width); the published weights have 10.
         **kwargs: Passed to :class:`MiniVGG`.
 
     Returns:
         A freshly initialised :class:`MiniVGG`.
     """
-    return MiniVGG(**kwargs)  # type: ignore[arg-type]
+    return MiniVGG(num_classes, **kwargs)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ from torch import nn
 from .errors import InvalidArgumentError
 from .evaluation import EvaluationResult, evaluate_model
 from .training import History, TrainConfig, Trainer
+from .training.verify import check_writable_folder
 
 __all__ = ["HUB_OWNER", "TrainingRun", "run_metrics", "train_and_save"]
 
@@ -44,7 +45,9 @@ class TrainingRun:
         history: The per-epoch metrics, resumed epochs included.
         result: The test-set evaluation (fp32), scored once after training.
         metrics: What ``config.json`` records: the test metrics, ``val_accuracy`` (when
-            there was validation), ``epochs_trained`` and ``train_time_s``.
+            there was validation), ``epochs_trained`` and ``train_time_s``, and
+            ``recipe_changes`` when a resume changed the recipe (as ``Trainer.recipe_changes``
+            lists them).
         config: The recipe as the run carried it out (precision resolved, global batch).
         out: The folder the model was saved to, in Hub layout.
         wall_time_s: Wall-clock seconds of this call's training (a resumed run's earlier
@@ -102,6 +105,7 @@ def train_and_save(
     download: bool = False,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    allow_recipe_change: bool = False,
     device: str = "auto",
     progress: bool | str = "auto",
     limit: int | None = None,
@@ -122,6 +126,9 @@ def train_and_save(
         download: Download MNIST into ``data`` first if it is missing.
         checkpoint_dir: Checkpoints and history; default ``OUT/checkpoints``.
         resume: Continue from the checkpoints, if there are any.
+        allow_recipe_change: On resume, continue with settings that differ from the
+            checkpoint's instead of refusing; ``config.json`` then records the recipe the run
+            finished with and, in ``metrics["recipe_changes"]``, what changed at which epoch.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         progress: As :class:`~mnist_zoo.training.Trainer` takes it; anything but ``False``
             also prints one line about the run before it starts.
@@ -139,27 +146,29 @@ def train_and_save(
         UnknownModelError: ``name`` is not registered.
         InvalidArgumentError: A bad setting or limit, or a validation split that leaves no
             training images.
+        OutputFolderError: ``out`` or ``checkpoint_dir`` is a file or cannot be written
+            (found before any data is read).
         MNISTNotFoundError: The MNIST files are not in ``data`` and ``download`` is false.
-        CheckpointError: ``resume`` meets checkpoints of another recipe.
+        CheckpointError: ``resume`` meets checkpoints that are damaged, of another model, or
+            of another recipe (unless ``allow_recipe_change``).
+        TrainingError: The loss stopped being finite; nothing is saved to ``out``.
         OSError: A folder cannot be written.
     """
     from .data import MNIST
-    from .hub import save_pretrained
     from .registry import get_model_entry
 
     entry = get_model_entry(name)
     _check_limit("limit", limit)
     _check_limit("test_limit", test_limit)
     out = Path(out)
+    checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
     trainer = Trainer.from_recipe(
-        entry.name,
-        model_kwargs=model_kwargs,
-        device=device,
-        checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints",
-        resume=resume,
-        progress=progress,
-        **overrides,
-    )
+        entry.name, model_kwargs=model_kwargs, device=device, checkpoint_dir=checkpoints,
+        resume=resume, allow_recipe_change=allow_recipe_change, progress=progress, **overrides,
+    )  # fmt: skip
+    if trainer.is_main_process:  # the one that writes: before any data is read
+        check_writable_folder(out, "the output folder")
+        check_writable_folder(checkpoints, "the checkpoint folder")
     train = MNIST(data, split="train", download=download)
     test = MNIST(data, split="test")
     if progress is not False and trainer.is_main_process:
@@ -176,19 +185,27 @@ def train_and_save(
         trainer.model, test.images[:test_limit], test.targets[:test_limit], device=trainer.device
     )
     metrics = run_metrics(result, history)
+    if trainer.recipe_changes:
+        metrics["recipe_changes"] = trainer.recipe_changes
     model = trainer.model.cpu()
     if trainer.is_main_process:
-        save_pretrained(
-            model,
-            out,
-            name=entry.name,
-            model_kwargs=trainer.model_kwargs,
-            recipe=trainer.resolved_config,
-            metrics=metrics,
-            repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
-        )
+        _save(model, trainer, entry, out, metrics)
     return TrainingRun(
         entry.name, model, history, result, metrics, trainer.resolved_config, out, wall
+    )
+
+
+def _save(model: nn.Module, trainer: Trainer, entry: Any, out: Path, metrics: dict) -> None:
+    from .hub import save_pretrained
+
+    save_pretrained(
+        model,
+        out,
+        name=entry.name,
+        model_kwargs=trainer.model_kwargs,
+        recipe=trainer.resolved_config,
+        metrics=metrics,
+        repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
     )
 
 

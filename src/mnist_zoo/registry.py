@@ -53,7 +53,9 @@ class PretrainedWeights:
     """Where a model's published weights live and what they were measured to do.
 
     In the spirit of torchvision's ``Weights.meta``: the weights carry their own metadata.
-    ``sha256`` pins the exact bytes of ``filename`` at ``revision`` of ``repo_id``.
+    ``sha256`` and ``size`` pin the exact bytes of ``filename`` at ``revision`` of ``repo_id``,
+    ``config_sha256`` those of the ``config.json`` beside it; ``scripts/release.py --pins``
+    prints all three. Hashes are hex and compared case-insensitively.
 
     Attributes:
         repo_id: The Hub repo, ``"owner/name"``.
@@ -61,6 +63,10 @@ class PretrainedWeights:
         sha256: The SHA-256 of the weights file, as hex.
         filename: The weights file in the repo.
         metrics: What the weights measured, e.g. ``{"test_accuracy": 0.9953}``.
+        size: The weights file's size in bytes, checked before a byte is read; ``None``: the
+            size is not pinned, and the file is only bounded by what its architecture can hold.
+        config_sha256: The SHA-256 of the repo's ``config.json`` at ``revision``; ``None``:
+            the config is not pinned (its architecture must still be the registered one).
     """
 
     repo_id: str
@@ -68,6 +74,8 @@ class PretrainedWeights:
     sha256: str
     filename: str = "model.safetensors"
     metrics: dict[str, float] = field(default_factory=dict)
+    size: int | None = None
+    config_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,25 +200,32 @@ def get_model_entry(name: str) -> ModelEntry:
         raise UnknownModelError(name, known, hint) from None
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a freshly initialised model by registry name.
 
     As timm does, the model records where it came from in ``model.pretrained_cfg``:
     ``{"architecture": name, "model_kwargs": kwargs}``, which :func:`mnist_zoo.save_pretrained`
-    reads, so a created model can be saved without repeating its name.
+    reads, so a created model can be saved without repeating its name. A ``num_classes``
+    given is recorded there too, so a saved model loads back with its head.
 
     Args:
         name: A registered model name, case-insensitive.
-        **kwargs: Passed to the model's builder (e.g. ``num_classes=3``).
+        num_classes: The number of outputs, for a task other than the ten digits (e.g. 26
+            letters). ``None`` (the default) leaves it to the builder: 10 for the zoo's models,
+            and nothing is recorded.
+        **kwargs: Passed to the model's builder (e.g. ``batch_norm=True``).
 
     Returns:
         The new model, in training mode as PyTorch builds it.
 
     Raises:
         UnknownModelError: No model of that name is registered (a ``KeyError``).
+        InvalidArgumentError: The builder rejects ``num_classes`` (not a positive integer).
         TypeError: ``name`` is not a string, or the builder rejects ``kwargs``.
     """
     entry = get_model_entry(name)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
     model = entry.builder(**kwargs)
     model.pretrained_cfg = {"architecture": entry.name, "model_kwargs": dict(kwargs)}
     return model

@@ -23,7 +23,7 @@ from ..errors import (
     MNISTNotFoundError,
 )
 from .checks import CheckResult, DataCheckReport, check_mnist
-from .download import MIRRORS, MNIST_MD5S, download_mnist
+from .download import MIRRORS, MNIST_MD5S, MNIST_SIZES, download_mnist
 from .files import (
     DATA_ENV_VAR,
     MNIST_MEAN,
@@ -43,6 +43,7 @@ __all__ = [
     "MNIST",
     "MNIST_MD5S",
     "MNIST_MEAN",
+    "MNIST_SIZES",
     "MNIST_STD",
     "SPLITS",
     "CheckResult",

@@ -85,7 +85,8 @@ class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         MNISTNotFoundError: A file is missing and ``download`` is false.
         DownloadError: ``download`` is true and no mirror delivered a missing file.
         IDXFormatError: A file is not valid IDX.
-        MNISTFormatError: The files are valid IDX but not a valid MNIST split.
+        MNISTFormatError: The files are valid IDX but not a valid MNIST split (no images, a
+            shape other than (N, 28, 28), labels outside 0-9, counts that differ).
     """
 
     classes: list[str] = [
@@ -149,6 +150,9 @@ def _validate(images: np.ndarray, images_path: Path, labels: np.ndarray, labels_
             f"{labels_path}: expected uint8 labels of shape (N,); "
             f"got {labels.dtype} of shape {labels.shape}"
         )
+    if len(images) == 0:
+        # Valid IDX, but nothing to train or evaluate on: every metric would divide by zero.
+        raise MNISTFormatError(f"{images_path}: {images_path.name} holds no images")
     if len(images) != len(labels):
         raise MNISTFormatError(
             f"{images_path.name} holds {len(images)} images but {labels_path.name} holds "

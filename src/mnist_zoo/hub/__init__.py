@@ -16,28 +16,38 @@ hub.save_pretrained(model, "hub/minivgg", metrics=result.to_dict())
 hub.push_to_hub("hub/minivgg", "mnist-zoo/minivgg")
 model = hub.load_pretrained("minivgg")        # registry name: pinned repo, revision and SHA-256
 model = hub.load_pretrained("hub/minivgg")    # or a local folder in the same layout
+model = hub.load_pretrained("hf-hub:owner/name@v1")  # or any Hub repo in the same layout
 ```
 
 Downloads go through ``huggingface_hub.hf_hub_download``, so its cache and environment
 variables work as Hub users expect: ``HF_HOME`` / ``HF_HUB_CACHE`` (where), ``HF_ENDPOINT``
-(which server), ``HF_HUB_OFFLINE=1`` (no network, cache only).
+(which server), ``HF_HUB_OFFLINE=1`` (no network, cache only), ``HF_HUB_DOWNLOAD_TIMEOUT``
+(seconds a download waits for data; default 10).
 
-How the weights file is verified before a single byte of it is parsed:
+What is checked before a single byte of a weights file is parsed:
 
-* registry name at its pinned revision: against the SHA-256 pinned in the registry;
-* registry name with ``revision=`` resolving to another commit: the pin describes other bytes,
-  so the file is checked against the Hub's ETag, which for LFS files is the SHA-256 the Hub
-  computed on upload. That catches corruption in transit or in the cache, not a repo owner
-  changing the weights: pass no ``revision`` to get the reviewed, pinned bytes;
-* local folder: trusted, but checked against the SHA-256 that ``config.json`` records.
+* its size, before a byte is read: the pinned size, or at most what its architecture's fp32
+  state dict takes (plus 1 MiB of header); a link to a device or a huge file is never read;
+* its SHA-256 (hex, any case): for a registry name at its pinned revision, against the pin,
+  and ``config.json`` against its own pinned SHA-256; with ``revision=`` resolving to another
+  commit, or for an ``hf-hub:owner/name`` repo, against the Hub's ETag (for LFS files the
+  SHA-256 the Hub computed on upload) and the SHA-256 the repo's ``config.json`` records. That
+  catches corruption in transit or in the cache, not a repo owner changing the weights: pass no
+  ``revision`` to a registry name to get the reviewed, pinned bytes;
+* local folder: trusted, but checked against the SHA-256 its ``config.json`` records; a folder
+  whose config records none loads only with ``trust_unverified=True``;
+* then the config (a registry name's architecture comes from the registry; a config from a
+  newer mnist_zoo is refused) and the tensors (keys, shapes, dtypes, finite values).
 
-A file that fails its check is deleted from the cache and never loaded.
+A file from the cache that fails its check is evicted (only ever a blob in the repo's own
+``blobs/`` folder) and never loaded. Nothing is ever unpickled.
 
 The package's modules, one concern each: :mod:`~mnist_zoo.hub.layout` (the files of a Hub
-folder), :mod:`~mnist_zoo.hub.card` (the model card, rendered from a template),
-:mod:`~mnist_zoo.hub.folder` (local folders: save, read, check),
-:mod:`~mnist_zoo.hub.remote` (download, verify, evict, push) and
-:mod:`~mnist_zoo.hub.loading` (``load_pretrained``).
+folder), :mod:`~mnist_zoo.hub.verify` (the checks), :mod:`~mnist_zoo.hub.card` (the model
+card, rendered from a template), :mod:`~mnist_zoo.hub.folder` (writing local folders),
+:mod:`~mnist_zoo.hub.reading` (reading them and building models),
+:mod:`~mnist_zoo.hub.remote` (download, evict, push) and :mod:`~mnist_zoo.hub.loading`
+(``load_pretrained``).
 """
 
 from __future__ import annotations
@@ -51,19 +61,29 @@ from ..errors import (
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnavailableError,
+    IncompatibleConfigError,
     InvalidHubFolderError,
     NoPretrainedWeightsError,
+    UnverifiedWeightsError,
     WeightsMismatchError,
 )
 from .card import ensemble_card, model_card
-from .folder import save_pretrained, write_card
+from .folder import complete_save, save_pretrained, write_card
 from .layout import CARD_NAME, CONFIG_NAME, HUB_FILES, LIBRARY_NAME, WEIGHTS_NAME, sha256_file
-from .loading import PRETRAINED_MEMBERS, SPECIAL_LOADERS, load_pretrained, load_pretrained_ensemble
+from .loading import (
+    HF_HUB_PREFIX,
+    PRETRAINED_MEMBERS,
+    SPECIAL_LOADERS,
+    load_pretrained,
+    load_pretrained_ensemble,
+)
+from .onnx import load_onnx, write_onnx
 from .remote import push_to_hub
 
 __all__ = [
     "CARD_NAME",
     "CONFIG_NAME",
+    "HF_HUB_PREFIX",
     "HUB_FILES",
     "LIBRARY_NAME",
     "PRETRAINED_MEMBERS",
@@ -77,10 +97,14 @@ __all__ = [
     "HubRepoNotFoundError",
     "HubRevisionNotFoundError",
     "HubUnavailableError",
+    "IncompatibleConfigError",
     "InvalidHubFolderError",
     "NoPretrainedWeightsError",
+    "UnverifiedWeightsError",
     "WeightsMismatchError",
+    "complete_save",
     "ensemble_card",
+    "load_onnx",
     "load_pretrained",
     "load_pretrained_ensemble",
     "model_card",
@@ -88,4 +112,5 @@ __all__ = [
     "save_pretrained",
     "sha256_file",
     "write_card",
+    "write_onnx",
 ]

@@ -1,13 +1,24 @@
-"""Local Hub folders: write one with :func:`save_pretrained`, read one back, check one.
+"""Writing local Hub folders: :func:`save_pretrained`, :func:`write_card`, :func:`complete_save`.
 
 A folder holds ``model.safetensors``, ``config.json`` and ``README.md``, laid out exactly like
-its Hub repo (see :mod:`mnist_zoo.hub.layout`). Reading one is trusted but checked: the weights
-must have the SHA-256 that ``config.json`` records and fit the architecture it names.
+its Hub repo (see :mod:`mnist_zoo.hub.layout`); :mod:`mnist_zoo.hub.reading` reads one back.
+
+**How a save switches the set atomically.** ``config.json`` records the SHA-256 of the weights,
+so it is the commit record of the set: :func:`save_pretrained` first writes the new weights
+and card beside the old ones as hidden *staged* files named after the new weights' SHA-256
+(``.model.safetensors.<sha256>.staged``), then replaces ``config.json`` (one atomic rename:
+the switch), then renames the staged files into place. A kill before the switch leaves the
+old set whole (and staged files that the next save deletes); a kill after it leaves the new
+config and its staged weights, which :func:`~mnist_zoo.hub.reading.load_folder` finds by the
+hash the config records,
+and which the next :func:`save_pretrained` or :func:`~mnist_zoo.hub.push_to_hub` renames into
+place (:func:`complete_save`). Swapping in a freshly written sibling folder instead would need
+to move every other file the user keeps in the folder (a ``.git``, checkpoints) one by one, and
+POSIX has no atomic exchange of two folders: there would be a moment with no folder at all.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -15,38 +26,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import safetensors
 import safetensors.torch
-import torch
 from torch import nn
 
 from .._version import __version__
-from ..atomic import atomic_writer
-from ..ensemble import PRETRAINED_MEMBERS
-from ..errors import (
-    ChecksumMismatchError,
-    CorruptWeightsError,
-    InvalidArgumentError,
-    InvalidHubFolderError,
-    WeightsMismatchError,
-)
+from ..atomic import atomic_writer, remove_stale_temporaries
+from ..errors import ChecksumMismatchError, InvalidArgumentError
 from ..registry import ModelEntry, count_parameters, get_model_entry
 from .card import card_markdown, ensemble_card, model_card
-from .layout import CARD_NAME, CONFIG_NAME, HUB_FILES, LIBRARY_NAME, WEIGHTS_NAME
+from .layout import CARD_NAME, CONFIG_NAME, HUB_FILES, LIBRARY_NAME, WEIGHTS_NAME, staged_path
 from .provenance import default_recipe, provenance, recipe_as_dict, unwrap
+from .reading import read_config
+from .verify import MAX_CONFIG_BYTES, check_state_dict, nonfinite_tensors, read_limited
 
 if TYPE_CHECKING:  # for the annotations only; see provenance.default_recipe for why
     from ..training import TrainConfig, Trainer
 
-__all__ = [
-    "build_model",
-    "check_folder",
-    "check_state_dict",
-    "load_folder",
-    "read_config",
-    "save_pretrained",
-    "write_card",
-]
+__all__ = ["complete_save", "save_pretrained", "write_card"]
 
 
 def save_pretrained(
@@ -108,16 +104,11 @@ def save_pretrained(
     if repo_id is None and entry.pretrained is not None:
         repo_id = entry.pretrained.repo_id
 
-    state = {
-        k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-    }
-    # Fail here, not in every user's load_pretrained: the weights must fit what the config says.
-    check_state_dict(entry.builder(**model_kwargs), state, f"{name}(**{model_kwargs})")
-    weights = safetensors.torch.save(state, metadata={"format": "pt"})
+    weights = _weights_bytes(model, entry, model_kwargs)
     config = {
         "architecture": entry.name,
         "model_kwargs": model_kwargs,
+        "num_classes": getattr(model, "num_classes", None),
         "recipe": recipe,
         "metrics": metrics,
         "sha256": hashlib.sha256(weights).hexdigest(),
@@ -125,18 +116,28 @@ def save_pretrained(
         "library_version": __version__,
         "repo_id": repo_id,
     }
+    if not isinstance(config["num_classes"], int):
+        del config["num_classes"]  # a model that does not say; model_kwargs decides anyway
     card = model_card(config, entry=entry, num_parameters=count_parameters(model))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(
-        folder,
-        {
-            WEIGHTS_NAME: weights,
-            CONFIG_NAME: _config_bytes(config),
-            CARD_NAME: card_markdown(card).encode(),
-        },
-    )
+    _switch(folder, weights, _config_bytes(config), card_markdown(card).encode(), config["sha256"])
     return folder
+
+
+def _weights_bytes(model: nn.Module, entry: ModelEntry, model_kwargs: dict[str, Any]) -> bytes:
+    state = {
+        k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    if bad := nonfinite_tensors(state):
+        raise InvalidArgumentError(
+            f"The model's weights hold NaN or infinite values in {len(bad)} tensor(s), first "
+            f"{bad[0]!r}: refusing to save weights that cannot be used. Did its training diverge?"
+        )
+    # Fail here, not in every user's load_pretrained: the weights must fit what the config says.
+    check_state_dict(entry.builder(**model_kwargs), state, f"{entry.name}(**{model_kwargs})")
+    return safetensors.torch.save(state, metadata={"format": "pt"})
 
 
 def _checked_metrics(metrics: dict[str, Any] | None) -> dict[str, Any]:
@@ -156,15 +157,70 @@ def _config_bytes(config: Mapping[str, Any]) -> bytes:
     return (json.dumps(config, indent=2, default=str) + "\n").encode()
 
 
-def _write_atomic(folder: Path, files: dict[str, bytes]) -> None:
-    # Stage every file before renaming any, so a crash mid-save leaves the previous set whole:
-    # each atomic_writer renames its file only when the stack unwinds without an error, and
-    # removes its temporary file otherwise. Files are replaced one by one rather than the
-    # folder swapped, so a .git or other files the user keeps in the folder survive. Entered
-    # in reverse so that the renames, last in first out, happen in the order given.
-    with contextlib.ExitStack() as stack:
-        for filename, data in reversed(files.items()):
-            stack.enter_context(atomic_writer(folder / filename)).write(data)
+def _switch(folder: Path, weights: bytes, config: bytes, card: bytes, sha256: str) -> None:
+    # See the module docstring: stage, switch config.json, then rename the staged files.
+    complete_save(folder)
+    staged = {
+        WEIGHTS_NAME: (staged_path(folder, WEIGHTS_NAME, sha256), weights),
+        CARD_NAME: (staged_path(folder, CARD_NAME, sha256), card),
+    }
+    try:
+        for path, data in staged.values():
+            with atomic_writer(path) as f:
+                f.write(data)
+        with atomic_writer(folder / CONFIG_NAME) as f:  # the switch
+            f.write(config)
+    except BaseException:
+        if not _holds(folder / CONFIG_NAME, config):  # not switched: the old set stays whole
+            for path, _ in staged.values():
+                path.unlink(missing_ok=True)
+        raise
+    complete_save(folder)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return read_limited(path, size=len(data)) == data
+    except (OSError, ValueError, ChecksumMismatchError):  # missing, unreadable, another size
+        return False
+
+
+def _recorded_sha256(folder: Path) -> str | None:
+    try:
+        recorded = json.loads(read_limited(folder / CONFIG_NAME, limit=MAX_CONFIG_BYTES))
+    except (OSError, ValueError):  # CorruptWeightsError and JSON errors are ValueErrors
+        return None
+    sha256 = recorded.get("sha256") if isinstance(recorded, dict) else None
+    return sha256.strip().lower() if isinstance(sha256, str) else None
+
+
+def complete_save(folder: str | os.PathLike[str]) -> None:
+    """Finish a :func:`save_pretrained` that was interrupted, or clean up after it.
+
+    Staged files of the set that ``config.json`` records (the save was killed after its
+    switch) are renamed into place; other staged files (killed before it) and the temporary
+    files of interrupted writes are deleted. No other file is touched. Call it only when no
+    other process is saving into the folder.
+
+    Args:
+        folder: A Hub folder; a missing one has nothing to complete.
+
+    Raises:
+        OSError: A file cannot be renamed or deleted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for name in HUB_FILES:
+        remove_stale_temporaries(folder, name)
+        remove_stale_temporaries(folder, f".{name}.*.staged")
+    current = _recorded_sha256(folder)
+    for name in (WEIGHTS_NAME, CARD_NAME):
+        for path in folder.glob(f".{name}.*.staged"):
+            if current is not None and path == staged_path(folder, name, current):
+                os.replace(path, folder / name)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def write_card(folder: str | os.PathLike[str]) -> Path:
@@ -185,6 +241,7 @@ def write_card(folder: str | os.PathLike[str]) -> Path:
         OSError: The card cannot be written.
     """
     folder = Path(folder)
+    complete_save(folder)  # a staged card of an interrupted save would overwrite this one
     config = read_config(folder / CONFIG_NAME)
     if "members" in config:
         card = ensemble_card(config)
@@ -192,199 +249,6 @@ def write_card(folder: str | os.PathLike[str]) -> Path:
         entry = get_model_entry(config["architecture"])
         skeleton = entry.builder(**(config.get("model_kwargs") or {}))
         card = model_card(config, entry=entry, num_parameters=count_parameters(skeleton))
-    _write_atomic(folder, {CARD_NAME: card_markdown(card).encode()})
+    with atomic_writer(folder / CARD_NAME) as f:
+        f.write(card_markdown(card).encode())
     return folder / CARD_NAME
-
-
-def check_folder(folder: Path, required: tuple[str, ...] = HUB_FILES) -> None:
-    """Check that ``folder`` is a folder holding the ``required`` Hub files.
-
-    Args:
-        folder: The folder to check.
-        required: The file names it must hold.
-
-    Raises:
-        InvalidHubFolderError: It is not a folder, is the ensemble's folder (which holds no
-            weights), or lacks a required file.
-    """
-    if not folder.is_dir():
-        raise InvalidHubFolderError(
-            f"{str(folder)!r} is not a folder. Write one with "
-            "mnist_zoo.hub.save_pretrained(model, folder, name=...)."
-        )
-    missing = [f for f in required if not (folder / f).is_file()]
-    if WEIGHTS_NAME in missing:
-        _refuse_ensemble_folder(folder)
-    if missing:
-        raise InvalidHubFolderError(
-            f"{str(folder)!r} is missing {', '.join(missing)}; a Hub folder holds "
-            f"{', '.join(HUB_FILES)}. Re-create it with mnist_zoo.hub.save_pretrained()."
-        )
-
-
-def _refuse_ensemble_folder(folder: Path) -> None:
-    """Explain the ensemble's folder, which describes models rather than holding weights."""
-    try:
-        members = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))["members"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    which = (
-        "the three pinned models"
-        if tuple(members) == PRETRAINED_MEMBERS
-        else f"the models {', '.join(map(str, members))}"
-    )
-    raise InvalidHubFolderError(
-        f"{str(folder)!r} describes the ensemble of {which} ({', '.join(map(str, members))}) "
-        "and holds no weights of its own: load it by name, load_pretrained('ensemble'), which "
-        "fetches the members from their repos, or build it from local folders with "
-        "Ensemble([load_pretrained(folder) for folder in ...])."
-    )
-
-
-def read_config(path: Path) -> dict[str, Any]:
-    """Read a Hub folder's ``config.json``.
-
-    Args:
-        path: The file.
-
-    Returns:
-        The config, a dict with at least a string ``architecture``.
-
-    Raises:
-        InvalidHubFolderError: The file cannot be read, is not JSON, or names no architecture.
-    """
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InvalidHubFolderError(f"Cannot read {path}: {err}.") from err
-    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
-        raise InvalidHubFolderError(
-            f"{path} does not name an architecture; it should be a config.json written by "
-            "mnist_zoo.hub.save_pretrained()."
-        )
-    return config
-
-
-def load_folder(folder: Path) -> nn.Module:
-    """Build the model a local Hub folder holds, after checking its weights' SHA-256.
-
-    Args:
-        folder: A folder written by :func:`save_pretrained`.
-
-    Returns:
-        The model with the weights loaded (in training mode, on the CPU), its provenance in
-        ``model.pretrained_cfg``.
-
-    Raises:
-        InvalidHubFolderError: The folder is incomplete, or config.json is unreadable.
-        ChecksumMismatchError: The weights are not the ones config.json records.
-        CorruptWeightsError: The weights file is not a safetensors file.
-        WeightsMismatchError: The weights do not fit the architecture config.json names.
-        UnknownModelError: The architecture is not registered.
-    """
-    check_folder(folder, required=(CONFIG_NAME, WEIGHTS_NAME))  # the card is only for people
-    config = read_config(folder / CONFIG_NAME)
-    weights_path = folder / WEIGHTS_NAME
-    data = weights_path.read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
-    if config.get("sha256") and sha256 != config["sha256"]:
-        raise ChecksumMismatchError(
-            f"{weights_path} has SHA-256 {sha256}, but {folder / CONFIG_NAME} records "
-            f"{config['sha256']}: the weights and config do not belong together. Re-create the "
-            "folder with save_pretrained(), or download the repo again."
-        )
-    entry = get_model_entry(config["architecture"])
-    meta = {"repo_id": config.get("repo_id"), "revision": None, "sha256": sha256}
-    return build_model(entry, config, data, weights_path, meta)
-
-
-def build_model(
-    entry: ModelEntry, config: dict[str, Any], data: bytes, source: Path, meta: dict[str, Any]
-) -> nn.Module:
-    """Build ``entry``'s model as ``config`` says and load the (already verified) weights.
-
-    Args:
-        entry: The architecture's registry entry.
-        config: The folder's or repo's ``config.json`` content.
-        data: The bytes of the safetensors file, as hashed: exactly these are parsed.
-        source: Where the bytes came from, for messages and ``pretrained_cfg["source"]``.
-        meta: ``repo_id``, ``revision`` and ``sha256`` for ``model.pretrained_cfg``.
-
-    Returns:
-        The model with the weights loaded; ``model.pretrained_cfg`` holds its provenance.
-
-    Raises:
-        CorruptWeightsError: ``data`` is not a safetensors file.
-        InvalidHubFolderError: The config's ``model_kwargs`` do not fit the builder.
-        WeightsMismatchError: The tensors do not fit the model.
-    """
-    kwargs = dict(config.get("model_kwargs") or {})
-    try:
-        # Parse the bytes already hashed rather than re-reading the file, so what was verified
-        # is exactly what is loaded.
-        state = safetensors.torch.load(data)
-    except safetensors.SafetensorError as err:
-        raise CorruptWeightsError(
-            f"{source} is not a valid safetensors file ({err}). If it came from the Hub, delete "
-            "it from the cache and load again; if it is local, re-create it with save_pretrained()."
-        ) from err
-    try:
-        model = entry.builder(**kwargs)
-    except TypeError as err:
-        raise InvalidHubFolderError(
-            f"config.json's model_kwargs {kwargs} do not fit {entry.name}: {err}."
-        ) from err
-    check_state_dict(model, state, f"{entry.name}(**{kwargs}) from {source}")
-    model.load_state_dict(state, strict=True)
-    model.pretrained_cfg = {
-        "name": entry.name,
-        "architecture": config["architecture"],
-        "model_kwargs": kwargs,
-        **meta,
-        "metrics": dict(
-            config.get("metrics") or (entry.pretrained.metrics if entry.pretrained else {})
-        ),
-        "recipe": recipe_as_dict(config.get("recipe")) or default_recipe(entry),
-        "library_version": config.get("library_version"),
-        "source": str(source),
-    }
-    return model
-
-
-def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """Check that ``state`` has exactly ``model``'s keys, with the same shapes.
-
-    ``load_state_dict(strict=True)`` would also refuse, but with a wall of text; this names the
-    first offender of each kind with its shapes, so the cause is obvious.
-
-    Args:
-        model: The model the tensors are meant for.
-        state: The tensors.
-        what: How to name the model in the message.
-
-    Raises:
-        WeightsMismatchError: A key is missing or unexpected, or a shape differs.
-    """
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    problems = []
-    if missing := [k for k in expected if k not in got]:
-        problems.append(
-            f"{len(missing)} missing key(s), first {missing[0]!r} (model expects shape "
-            f"{expected[missing[0]]})"
-        )
-    if unexpected := [k for k in got if k not in expected]:
-        problems.append(
-            f"{len(unexpected)} unexpected key(s), first {unexpected[0]!r} (shape "
-            f"{got[unexpected[0]]})"
-        )
-    if wrong := [k for k in expected if k in got and got[k] != expected[k]]:
-        problems.append(
-            f"{len(wrong)} shape mismatch(es), first {wrong[0]!r}: the weights have "
-            f"{got[wrong[0]]}, the model expects {expected[wrong[0]]}"
-        )
-    if problems:
-        raise WeightsMismatchError(
-            f"The weights do not fit {what}: {'; '.join(problems)}. Were they saved from another "
-            "architecture or with other model_kwargs?"
-        )

@@ -1,30 +1,56 @@
-"""``load_pretrained``: a model by registry name (from the Hub) or from a local Hub folder.
+"""``load_pretrained``: a model by registry name or Hub repo id, or from a local Hub folder.
 
 ```python
-model = load_pretrained("minivgg")        # registry name: pinned repo, revision and SHA-256
-model = load_pretrained("hub/minivgg")    # or a local folder in the same layout
-model = load_pretrained("ensemble")       # the three pretrained models as one Ensemble
+model = load_pretrained("minivgg")                          # pinned repo, revision, SHA-256s
+model = load_pretrained("hf-hub:mnist-zoo/minivgg@v0.1.0")  # any repo in the zoo's layout
+model = load_pretrained("hub/minivgg")                      # a local folder in the same layout
+model = load_pretrained("ensemble")                         # the three as one Ensemble
+model = load_pretrained("minivgg", num_classes=26)          # a fresh 26-way head
 ```
+
+Each way in ends in the same checks (:mod:`mnist_zoo.hub.verify`): sizes before reading,
+SHA-256 before parsing, dtypes and finiteness before loading; nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from torch import nn
 
+from .._version import __version__
 from ..ensemble import PRETRAINED_MEMBERS, Ensemble
-from ..errors import InvalidHubFolderError, NoPretrainedWeightsError
-from ..registry import ModelEntry, get_model_entry, list_models, list_pretrained
-from .folder import build_model, load_folder, read_config
-from .layout import CONFIG_NAME
-from .remote import download, fetch_weights
+from ..errors import (
+    InvalidArgumentError,
+    InvalidHubFolderError,
+    NoPretrainedWeightsError,
+    UnknownModelError,
+    UnverifiedWeightsError,
+)
+from ..registry import ModelEntry, PretrainedWeights, get_model_entry, list_models, list_pretrained
+from .layout import CONFIG_NAME, WEIGHTS_NAME
+from .reading import build_model, load_folder, parse_config
+from .remote import FetchedFile, fetch_file, reject
+from .verify import MAX_CONFIG_BYTES, same_sha256, size_limit
 
-__all__ = ["PRETRAINED_MEMBERS", "SPECIAL_LOADERS", "load_pretrained", "load_pretrained_ensemble"]
+__all__ = [
+    "HF_HUB_PREFIX",
+    "PRETRAINED_MEMBERS",
+    "SPECIAL_LOADERS",
+    "load_pretrained",
+    "load_pretrained_ensemble",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The prefix that makes a name a Hub repo id, as in timm: ``"hf-hub:owner/name[@revision]"``.
+HF_HUB_PREFIX = "hf-hub:"
 
 
 def load_pretrained(
@@ -35,53 +61,65 @@ def load_pretrained(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     endpoint: str | None = None,
+    num_classes: int | None = None,
+    trust_unverified: bool = False,
 ) -> nn.Module:
     """Load a pretrained model, in eval mode, from the Hub or from a local Hub folder.
 
     The returned model carries its provenance in ``model.pretrained_cfg``: name,
-    architecture, model_kwargs, repo_id, revision (commit), sha256, metrics, recipe, source.
-    See :mod:`mnist_zoo.hub.remote` for how a downloaded file is verified; a local folder is
-    trusted, but checked against the SHA-256 its ``config.json`` records.
+    architecture, model_kwargs, repo_id, revision (commit), sha256, metrics, recipe, source,
+    num_classes. What is verified, and against what, is in :mod:`mnist_zoo.hub`; in short,
+    every file's size is checked before it is read and its SHA-256 before it is parsed.
 
     Args:
-        name: A registered model name with published weights (see ``list_pretrained()``),
-            ``"ensemble"`` (the pretrained models as one :class:`~mnist_zoo.Ensemble`), or a
-            folder written by :func:`~mnist_zoo.hub.save_pretrained` (e.g. ``"hub/minivgg"``).
-        revision: Branch, tag or commit to load instead of the pinned one (the file is then
-            checked against the Hub's ETag instead of the pin). Ignored for local folders.
+        name: A registered model name with published weights (see ``list_pretrained()``);
+            ``"hf-hub:owner/name"`` or ``"hf-hub:owner/name@revision"``, any Hub repo in the
+            zoo's layout (``config.json`` + ``model.safetensors``) whose config names a
+            registered architecture; ``"ensemble"`` (the pretrained models as one
+            :class:`~mnist_zoo.Ensemble`); or a folder written by
+            :func:`~mnist_zoo.hub.save_pretrained` (e.g. ``"hub/minivgg"``).
+        revision: Branch, tag or commit. For a registered name, instead of the pinned one (the
+            file is then checked against the Hub's ETag instead of the pin); for ``hf-hub:``,
+            the same as an ``@revision`` suffix (default ``main``). Ignored for local folders.
         device: Where to put the model.
         cache_dir: Hub cache folder; default ``HF_HUB_CACHE`` (``$HF_HOME/hub``).
         local_files_only: Use only the cache, never the network (as ``HF_HUB_OFFLINE=1``).
         endpoint: Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
+        num_classes: The number of outputs wanted. ``None`` or the checkpoint's own: every
+            tensor is loaded. Another number: the backbone is loaded strictly and the head is
+            replaced by a freshly initialised one (``model.reset_classifier``), which a log
+            line names; the metrics in ``pretrained_cfg`` are then dropped.
+        trust_unverified: Load a ``config.json`` that records no SHA-256 of the weights (a
+            local folder or an ``hf-hub:`` repo) anyway, with a warning.
 
     Returns:
         The model with the weights loaded, on ``device``, in eval mode.
 
     Raises:
-        UnknownModelError: ``name`` is neither registered nor a folder (a ``KeyError``).
-        HubError: A subclass saying what went wrong and what to do about it.
+        UnknownModelError: ``name`` is neither registered nor a folder, or an ``hf-hub:``
+            repo's config names an architecture that is not registered (a ``KeyError``).
+        InvalidArgumentError: ``num_classes`` is not a positive integer or does not apply to
+            this model, or the ``hf-hub:`` name is malformed (a ``ValueError``).
+        HubError: A subclass saying what went wrong and what to do about it:
+            ``ChecksumMismatchError``, ``UnverifiedWeightsError``, ``IncompatibleConfigError``,
+            ``HubUnavailableError``, ... (see :mod:`mnist_zoo.errors`).
     """
-    key = os.fspath(name).lower()
-    if key in SPECIAL_LOADERS:
-        return SPECIAL_LOADERS[key](
-            revision=revision,
-            device=device,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            endpoint=endpoint,
-        )
-    folder = _as_folder(name)
-    if folder is not None:
-        model = load_folder(folder)
+    where = {"cache_dir": cache_dir, "local_files_only": local_files_only, "endpoint": endpoint}
+    key = os.fspath(name)
+    if isinstance(name, str) and key.lower().startswith(HF_HUB_PREFIX):
+        repo_id, revision = _parse_hub_name(key, revision)
+        model = _load_repo(repo_id, revision, None, trust_unverified, where)
+    elif key.lower() in SPECIAL_LOADERS:
+        if num_classes is not None:
+            raise InvalidArgumentError(f"num_classes= does not apply to {key!r}.")
+        return SPECIAL_LOADERS[key.lower()](revision=revision, device=device, **where)
+    elif (folder := _as_folder(name)) is not None:
+        model = load_folder(folder, trust_unverified=trust_unverified)
     else:
-        model = _load_from_hub(
-            get_model_entry(key),
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            endpoint=endpoint,
-        )
-    return model.to(device).eval()
+        entry = get_model_entry(key)
+        pin = _pin_of(entry)
+        model = _load_repo(pin.repo_id, revision, entry, trust_unverified, where)
+    return with_num_classes(model, num_classes).to(device).eval()
 
 
 def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
@@ -115,6 +153,84 @@ def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
 SPECIAL_LOADERS: dict[str, Callable[..., nn.Module]] = {"ensemble": load_pretrained_ensemble}
 
 
+def with_num_classes(model: nn.Module, num_classes: int | None) -> nn.Module:
+    """Give a loaded model ``num_classes`` outputs: keep its head if it has them, else a fresh one.
+
+    The backbone, every tensor but the head's, stays as loaded. A replaced head is named in
+    one log line (logger ``mnist_zoo.hub.loading``, level INFO) and in
+    ``model.pretrained_cfg["fresh_head"]``.
+
+    Args:
+        model: A model just loaded, with its ``pretrained_cfg``.
+        num_classes: The number of outputs wanted, or ``None`` to keep the model as it is.
+
+    Returns:
+        ``model`` itself.
+
+    Raises:
+        InvalidArgumentError: ``num_classes`` is not a positive integer, or the model has no
+            ``get_classifier()`` / ``reset_classifier()`` to replace its head with.
+    """
+    if num_classes is None:
+        return model
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise InvalidArgumentError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    get, reset = getattr(model, "get_classifier", None), getattr(model, "reset_classifier", None)
+    if not callable(get) or not callable(reset):
+        raise InvalidArgumentError(
+            f"num_classes={num_classes} needs a model whose head can be replaced, with "
+            f"get_classifier() and reset_classifier(); {type(model).__name__} has neither."
+        )
+    cfg = getattr(model, "pretrained_cfg", {})
+    head = get()
+    if head.out_features != num_classes:
+        head_name = next(n for n, m in model.named_modules() if m is head)
+        old = head.out_features
+        reset(num_classes)
+        kept = len(model.state_dict()) - len(get().state_dict())
+        logger.info(
+            "%s: the pretrained %d-way head %s is replaced by a freshly initialised %d-way one; "
+            "the other %d tensors are the pretrained weights.",
+            cfg.get("name", type(model).__name__),
+            old,
+            head_name,
+            num_classes,
+            kept,
+        )
+        cfg.update(fresh_head=head_name, metrics={})  # the metrics were the old head's
+    cfg["num_classes"] = num_classes
+    return model
+
+
+def _parse_hub_name(name: str, revision: str | None) -> tuple[str, str]:
+    repo_id, at, suffix = name[len(HF_HUB_PREFIX) :].partition("@")
+    if at and not suffix:
+        raise InvalidArgumentError(f"{name!r} ends in '@' without a revision.")
+    if at and revision is not None and revision != suffix:
+        raise InvalidArgumentError(
+            f"{name!r} names revision {suffix!r}, but revision={revision!r} was passed too."
+        )
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise InvalidArgumentError(
+            f"{name!r} is not 'hf-hub:owner/name[@revision]': {err}"
+        ) from None
+    return repo_id, suffix or revision or "main"
+
+
+def _pin_of(entry: ModelEntry) -> PretrainedWeights:
+    if entry.pretrained is None:
+        have = ", ".join(list_pretrained()) or "none yet"
+        raise NoPretrainedWeightsError(
+            f"{entry.name!r} is registered but has no published weights (models with weights: "
+            f"{have}). Use create_model({entry.name!r}) for a freshly initialised one, or load "
+            f"your own: save_pretrained(model, 'hub/{entry.name}', name={entry.name!r}), then "
+            f"load_pretrained('hub/{entry.name}')."
+        )
+    return entry.pretrained
+
+
 def _as_folder(name: str | os.PathLike[str]) -> Path | None:
     # A registered name wins over a same-named folder in the working directory; anything with
     # a path separator is a path, so a typo there says "no such folder", not "unknown model".
@@ -126,32 +242,115 @@ def _as_folder(name: str | os.PathLike[str]) -> Path | None:
     if isinstance(name, os.PathLike) or "/" in name or os.sep in name:
         raise InvalidHubFolderError(
             f"{str(name)!r} is neither a folder nor a registered model name (those are: "
-            f"{', '.join(list_models())}). To load a Hub repo that is not in the registry, "
-            "download it first: huggingface_hub.snapshot_download(repo_id), then pass that folder."
+            f"{', '.join(list_models())}). To load a Hub repo, prefix its id: "
+            f"load_pretrained('hf-hub:{Path(name).as_posix()}')."
         )
     return None
 
 
-def _load_from_hub(
-    entry: ModelEntry,
-    *,
+def _load_repo(
+    repo_id: str,
     revision: str | None,
-    cache_dir: str | os.PathLike[str] | None,
-    local_files_only: bool,
-    endpoint: str | None,
+    entry: ModelEntry | None,
+    trust_unverified: bool,
+    where: dict[str, Any],
 ) -> nn.Module:
-    pin = entry.pretrained
-    if pin is None:
-        have = ", ".join(list_pretrained()) or "none yet"
-        raise NoPretrainedWeightsError(
-            f"{entry.name!r} is registered but has no published weights (models with weights: "
-            f"{have}). Use create_model({entry.name!r}) for a freshly initialised one, or load "
-            f"your own: save_pretrained(model, 'hub/{entry.name}', name={entry.name!r}), then "
-            f"load_pretrained('hub/{entry.name}')."
+    """A registered name's repo (``entry`` given) or any repo; config.json first, then weights."""
+    pin = entry.pretrained if entry is not None else None
+    config_file = fetch_file(
+        repo_id,
+        CONFIG_NAME,
+        revision=revision or (pin.revision if pin else "main"),
+        limit=MAX_CONFIG_BYTES,
+        **where,
+    )
+    commit = config_file.commit
+    pinned = pin is not None and (revision in (None, pin.revision) or commit == pin.revision)
+    if pinned and pin.config_sha256 and not same_sha256(config_file.sha256, pin.config_sha256):
+        reject(
+            config_file,
+            f"{CONFIG_NAME} of {repo_id}@{commit} has SHA-256 {config_file.sha256}, but the "
+            f"SHA-256 mnist_zoo {__version__} pins is {pin.config_sha256}.",
+            hint="the repo is not the reviewed one: update mnist_zoo or report it",
         )
-    where = {"cache_dir": cache_dir, "local_files_only": local_files_only, "endpoint": endpoint}
-    weights = fetch_weights(entry.name, pin, revision=revision, **where)
-    # From the weights' commit, not the revision: a branch may have moved in between.
-    config = read_config(download(pin.repo_id, CONFIG_NAME, revision=weights.commit, **where))
-    meta = {"repo_id": pin.repo_id, "revision": weights.commit, "sha256": weights.sha256}
+    config = parse_config(config_file.data, f"{CONFIG_NAME} of {repo_id}@{commit}")
+    entry = entry or _entry_named_by(config, f"hf-hub:{repo_id}@{commit}")
+    if not config.get("sha256") and pin is None and not trust_unverified:
+        raise UnverifiedWeightsError(
+            f"The {CONFIG_NAME} of hf-hub:{repo_id}@{commit} records no SHA-256 of "
+            f"{WEIGHTS_NAME}, so the weights cannot be checked against it. If you trust the "
+            "repo, load it with trust_unverified=True (the Hub's ETag is still checked)."
+        )
+    if pin is not None and not pinned:
+        logger.warning(
+            "Loading %s at revision %r (commit %s) instead of the pinned %s: checking it against "
+            "the SHA-256 the Hub reports for it (its ETag) and its config.json, not against the "
+            "reviewed pin.",
+            entry.name,
+            revision,
+            commit[:12],
+            pin.revision[:12],
+        )
+    kwargs = dict(config.get("model_kwargs") or {})
+    weights = fetch_file(
+        repo_id,
+        pin.filename if pin else WEIGHTS_NAME,
+        revision=commit,  # not the revision: a branch may have moved in between
+        size=pin.size if pinned else None,
+        limit=None if pinned and pin.size else _limit(entry, kwargs),
+        **where,
+    )
+    _verify_weights(weights, repo_id, pin if pinned else None, config)
+    meta = {"repo_id": repo_id, "revision": weights.commit, "sha256": weights.sha256}
     return build_model(entry, config, weights.data, weights.path, meta)
+
+
+def _entry_named_by(config: dict[str, Any], source: str) -> ModelEntry:
+    try:
+        return get_model_entry(config["architecture"])
+    except UnknownModelError:
+        raise UnknownModelError(
+            config["architecture"],
+            list_models(),
+            f" The {CONFIG_NAME} of {source} names it, but mnist_zoo {__version__} has no such "
+            "architecture (a newer version may: pip install -U mnist-zoo).",
+        ) from None
+
+
+def _limit(entry: ModelEntry, kwargs: dict[str, Any]) -> int:
+    try:
+        return size_limit(entry.builder, kwargs)
+    except TypeError as err:
+        raise InvalidHubFolderError(
+            f"config.json's model_kwargs {kwargs} do not fit {entry.name}: {err}."
+        ) from err
+
+
+def _verify_weights(
+    weights: FetchedFile, repo_id: str, pin: PretrainedWeights | None, config: dict[str, Any]
+) -> None:
+    """Check the weights' SHA-256: against the pin, or else the Hub's ETag and the config."""
+    where = f"{weights.path.name} of {repo_id}@{weights.commit}"
+    if pin is not None:
+        checks = [(pin.sha256, f"the SHA-256 mnist_zoo {__version__} pins")]
+        hint = "the weights on the Hub are not the reviewed ones: update mnist_zoo or report it"
+    else:
+        checks = [
+            (weights.etag, "the SHA-256 the Hub reports for it (its ETag)"),
+            (config.get("sha256"), f"the SHA-256 its {CONFIG_NAME} records"),
+        ]
+        hint = "the repo's copy may be damaged, or its config and weights do not belong together"
+        if not config.get("sha256"):
+            logger.warning(
+                "%s: its %s records no SHA-256; checking it against %s only.",
+                where,
+                CONFIG_NAME,
+                "the Hub's ETag" if weights.etag else "nothing (the cache records no ETag)",
+            )
+    for expected, against in checks:
+        if expected and not same_sha256(weights.sha256, expected):
+            reject(
+                weights,
+                f"{where} has SHA-256 {weights.sha256}, but {against} is {expected}.",
+                hint=f"{hint}; tell the repo's owner" if pin is None else hint,
+            )

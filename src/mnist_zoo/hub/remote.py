@@ -1,19 +1,19 @@
-"""The network side of the Hub: download and verify weights, evict bad ones, publish folders.
+"""The network side of the Hub: download files into the cache, evict bad ones, publish folders.
 
 Downloads go through ``huggingface_hub.hf_hub_download``, so its cache and environment
 variables work as Hub users expect: ``HF_HOME`` / ``HF_HUB_CACHE`` (where), ``HF_ENDPOINT``
-(which server), ``HF_HUB_OFFLINE=1`` (no network, cache only). Every failure is raised as a
-:class:`~mnist_zoo.errors.HubError` subclass whose message says what to do about it.
+(which server), ``HF_HUB_OFFLINE=1`` (no network, cache only), ``HF_HUB_DOWNLOAD_TIMEOUT``
+(seconds a download may wait for data, default 10) and ``HF_HUB_ETAG_TIMEOUT`` (the same for
+the metadata request, default 10). Every failure is raised as a
+:class:`~mnist_zoo.errors.HubError` subclass whose message says what to do about it; a
+stalled or refused connection is a :class:`~mnist_zoo.errors.HubUnavailableError`.
 
-How a downloaded weights file is verified before a single byte of it is parsed:
-
-* at its pinned revision: against the SHA-256 pinned in the registry;
-* with ``revision=`` resolving to another commit: the pin describes other bytes, so the file is
-  checked against the Hub's ETag, which for LFS files is the SHA-256 the Hub computed on
-  upload. That catches corruption in transit or in the cache, not a repo owner changing the
-  weights: pass no ``revision`` to get the reviewed, pinned bytes.
-
-A file that fails its check is deleted from the cache and never loaded.
+A file is read from the cache only through :func:`~mnist_zoo.hub.verify.read_limited` (its
+size is checked before a byte is read) and is verified by the caller
+(:mod:`mnist_zoo.hub.loading`) before a byte is parsed. One that fails a check is evicted:
+its blob is deleted from the repo's own ``blobs/`` folder, and nothing else ever is. A snapshot
+entry that resolves anywhere else (a link planted in a shared cache, say) is reported in the
+error and left alone.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 from huggingface_hub import CommitInfo, HfApi, hf_hub_download
 from huggingface_hub import constants as hf_constants
@@ -32,17 +34,28 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from .._version import __version__
 from ..errors import (
     ChecksumMismatchError,
+    CorruptWeightsError,
     HubFileNotFoundError,
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnavailableError,
     InvalidArgumentError,
 )
-from ..registry import PretrainedWeights
-from .folder import check_folder, load_folder
+from .folder import complete_save
 from .layout import HUB_FILES, SHA256_PATTERN
+from .reading import check_folder, load_folder
+from .verify import read_limited
 
-__all__ = ["FetchedWeights", "download", "evict", "fetch_weights", "push_to_hub"]
+__all__ = [
+    "FetchedFile",
+    "blob_of",
+    "download",
+    "evict",
+    "fetch_file",
+    "push_to_hub",
+    "reject",
+    "transport_errors",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,91 +64,93 @@ _CLIENT = {"library_name": "mnist_zoo", "library_version": __version__}
 
 
 @dataclass(frozen=True)
-class FetchedWeights:
-    """A weights file from the Hub cache whose bytes passed their check.
+class FetchedFile:
+    """A file from the Hub cache, read after its size was checked; not yet verified.
 
     Attributes:
-        path: The file in the cache (``snapshots/<commit>/<filename>``).
-        data: Its bytes, exactly those that were hashed.
+        path: The snapshot entry in the cache (``snapshots/<commit>/<filename>``).
+        data: The file's bytes, exactly those that were hashed.
         commit: The commit the requested revision resolved to.
         sha256: The bytes' SHA-256.
+        etag: The SHA-256 the Hub reported for the file (the name of its blob, for LFS files),
+            or ``None`` when the cache does not record one: a file stored in git rather than
+            LFS, or a snapshot entry that does not resolve into the repo's ``blobs/``.
     """
 
     path: Path
     data: bytes
     commit: str
     sha256: str
+    etag: str | None
 
 
-def fetch_weights(
-    name: str,
-    pin: PretrainedWeights,
+def fetch_file(
+    repo_id: str,
+    filename: str,
     *,
-    revision: str | None,
+    revision: str,
+    size: int | None = None,
+    limit: int | None = None,
     cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
     endpoint: str | None,
-) -> FetchedWeights:
-    """Download a registered model's weights file (or take it from the cache) and verify it.
+) -> FetchedFile:
+    """Download a file (or take it from the cache) and read it, its size checked first.
 
     Args:
-        name: The model's registry name, for messages.
-        pin: Where its weights live and the SHA-256 of the reviewed bytes.
-        revision: Branch, tag or commit instead of the pinned one; ``None`` for the pin.
+        repo_id: The Hub repo, ``"owner/name"``.
+        filename: The file in the repo.
+        revision: Branch, tag or commit.
+        size: The file's exact pinned size in bytes, or ``None``.
+        limit: Without ``size``, the most the file may hold, in bytes.
         cache_dir: Hub cache folder; default ``HF_HUB_CACHE``.
         local_files_only: Use only the cache, never the network.
         endpoint: Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
 
     Returns:
-        The verified file.
+        The file, read but not yet verified: the caller compares ``sha256`` with what it
+        expects and calls :func:`reject` when they differ.
 
     Raises:
-        ChecksumMismatchError: The bytes are not the expected ones; the file was evicted.
+        ChecksumMismatchError: Its size is not ``size``; it was evicted.
+        CorruptWeightsError: It is not a regular file or is larger than ``limit``; it was
+            evicted if it is a blob of the cache.
         HubNotFoundError: The repo, revision or file does not exist (a subclass says which).
         HubUnavailableError: The Hub cannot be reached and the file is not cached.
     """
     path = download(
-        pin.repo_id,
-        pin.filename,
-        revision=revision or pin.revision,
+        repo_id,
+        filename,
+        revision=revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
         endpoint=endpoint,
     )
-    # The cache stores a file at snapshots/<commit>/<filename>.
-    commit = path.parents[len(PurePosixPath(pin.filename).parts) - 1].name
-    where = f"{pin.filename} of {pin.repo_id}@{commit}"
+    # The cache stores a file at <repo folder>/snapshots/<commit>/<filename>.
+    depth = len(PurePosixPath(filename).parts)
+    commit = path.parents[depth - 1].name
+    try:
+        data = read_limited(path, size=size, limit=limit)
+    except (ChecksumMismatchError, CorruptWeightsError) as err:
+        raise type(err)(f"{filename} of {repo_id}@{commit}: {err} {evict(path)}") from None
+    blob = blob_of(path)
+    etag = blob.name if blob is not None and SHA256_PATTERN.fullmatch(blob.name) else None
+    return FetchedFile(path, data, commit, hashlib.sha256(data).hexdigest(), etag)
 
-    pinned = revision in (None, pin.revision) or commit == pin.revision
-    if pinned:
-        expected, against = pin.sha256, f"the SHA-256 mnist_zoo {__version__} pins"
-        hint = "the weights on the Hub are not the reviewed ones: update mnist_zoo or report it"
-    else:
-        # The cache names blobs by ETag, and the Hub's ETag of an LFS file is its SHA-256.
-        etag = Path(os.path.realpath(path)).name
-        expected = etag if SHA256_PATTERN.fullmatch(etag) else None
-        against = "the SHA-256 the Hub reports for it (its ETag)"
-        hint = "the Hub's copy may be damaged: tell the repo's owner"
-        logger.warning(
-            "Loading %s at revision %r (commit %s) instead of the pinned %s: checking it against "
-            "%s, not against the reviewed pin.",
-            name,
-            revision,
-            commit[:12],
-            pin.revision[:12],
-            against if expected else "nothing (the cache does not record the ETag)",
-        )
 
-    data = path.read_bytes()
-    sha256 = hashlib.sha256(data).hexdigest()
-    if expected is not None and sha256 != expected:
-        evict(path)
-        raise ChecksumMismatchError(
-            f"{where} has SHA-256 {sha256}, but {against} is {expected}. The file was deleted "
-            f"from the cache and not loaded. Run again to download it afresh; if this persists, "
-            f"{hint}."
-        )
-    return FetchedWeights(path, data, commit, sha256)
+def reject(fetched: FetchedFile, message: str, *, hint: str | None = None) -> NoReturn:
+    """Evict a fetched file that failed its check, and raise the error that says so.
+
+    Args:
+        fetched: The file.
+        message: What is wrong with it, ending with a full stop.
+        hint: What to do if downloading it afresh does not help, without a full stop.
+
+    Raises:
+        ChecksumMismatchError: Always, with ``message``, what eviction did, and ``hint``.
+    """
+    persists = f" If this persists, {hint}." if hint else ""
+    raise ChecksumMismatchError(f"{message} {evict(fetched.path)}{persists}")
 
 
 def download(
@@ -165,7 +180,7 @@ def download(
         HubFileNotFoundError: The repo at that revision has no such file.
         HubRepoNotFoundError: The repo does not exist (or is private or gated).
         HubUnavailableError: The Hub cannot be reached (or offline mode is on) and the file is
-            not cached, or the download failed.
+            not cached, or the download failed or stalled (see ``HF_HUB_DOWNLOAD_TIMEOUT``).
     """
     what = f"{filename} of {repo_id} at revision {revision!r}"
     try:
@@ -199,38 +214,114 @@ def download(
             "`hf auth login` (or set HF_TOKEN)."
         ) from err
     except hf_errors.LocalEntryNotFoundError as err:
-        cache = cache_dir or hf_constants.HF_HUB_CACHE
-        if local_files_only or hf_constants.is_offline_mode():
-            why = "offline mode is on (local_files_only=True or HF_HUB_OFFLINE=1)"
-        else:
-            why = f"the Hub at {endpoint or hf_constants.ENDPOINT} could not be reached"
-        raise HubUnavailableError(
-            f"Cannot get {what}: {why} and it is not in the cache at {cache}. To work offline: "
-            "load it once with network access (this fills the cache), then set HF_HUB_OFFLINE=1; "
-            "or pass cache_dir= pointing to a cache that has it; or pass a local folder written "
-            "by save_pretrained(), e.g. load_pretrained('hub/<name>')."
-        ) from err
+        raise _not_cached(what, cache_dir, local_files_only, endpoint) from err
     except hf_errors.HfHubHTTPError as err:
         raise HubUnavailableError(
             f"Downloading {what} failed: {err}. Retry later, or work offline (see HF_HUB_OFFLINE)."
         ) from err
+    except Exception as err:
+        if not isinstance(err, transport_errors()):
+            raise
+        raise _stalled(what, endpoint, err) from err
 
 
-def evict(pointer: Path) -> None:
-    """Delete a file from the Hub cache, so that the next call downloads it afresh.
+def _not_cached(
+    what: str, cache_dir: str | os.PathLike[str] | None, offline: bool, endpoint: str | None
+) -> HubUnavailableError:
+    cache = cache_dir or hf_constants.HF_HUB_CACHE
+    if offline or hf_constants.is_offline_mode():
+        why = "offline mode is on (local_files_only=True or HF_HUB_OFFLINE=1)"
+    else:
+        why = f"the Hub at {endpoint or hf_constants.ENDPOINT} could not be reached"
+    return HubUnavailableError(
+        f"Cannot get {what}: {why} and it is not in the cache at {cache}. To work offline: "
+        "load it once with network access (this fills the cache), then set HF_HUB_OFFLINE=1; "
+        "or pass cache_dir= pointing to a cache that has it; or pass a local folder written "
+        "by save_pretrained(), e.g. load_pretrained('hub/<name>')."
+    )
 
-    The snapshot entry is usually a symlink to a blob: both are removed, or the bad bytes would
-    be found again. A file that cannot be deleted is logged, not raised: the caller is already
-    reporting the real problem.
+
+def _stalled(what: str, endpoint: str | None, err: Exception) -> HubUnavailableError:
+    return HubUnavailableError(
+        f"Downloading {what} from {endpoint or hf_constants.ENDPOINT} failed: the connection "
+        f"stalled or broke ({type(err).__name__}: {err}). Each read waits "
+        f"HF_HUB_DOWNLOAD_TIMEOUT = {hf_constants.HF_HUB_DOWNLOAD_TIMEOUT} s for data "
+        "(huggingface_hub then retries a few times). Retry later; on a slow connection set "
+        "HF_HUB_DOWNLOAD_TIMEOUT higher; or work offline with a filled cache (HF_HUB_OFFLINE=1)."
+    )
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """The network errors of the HTTP client huggingface_hub uses: refused, reset, timed out.
+
+    huggingface_hub 1.x and later use ``httpx`` (or its fork ``httpx2``), older versions
+    ``requests``; whichever is loaded is looked up, so nothing is imported for it.
+
+    Returns:
+        The base classes of those errors, possibly empty.
+    """
+    bases = [("httpx2", "TransportError"), ("httpx", "TransportError")]
+    bases += [("requests", "ConnectionError"), ("requests", "Timeout")]
+    found = (getattr(sys.modules.get(module), name, None) for module, name in bases)
+    return tuple(cls for cls in found if isinstance(cls, type))
+
+
+def blob_of(pointer: Path) -> Path | None:
+    """The cache blob a snapshot entry resolves to, if it lies in its repo's own ``blobs/``.
+
+    Args:
+        pointer: A file under ``<cache>/models--OWNER--NAME/snapshots/<commit>/``, as
+            ``hf_hub_download`` returns it.
+
+    Returns:
+        The resolved blob, or ``None`` when the entry resolves anywhere else: then it is not
+        the cache's own file and must never be deleted.
+    """
+    snapshots = next((p for p in pointer.parents if p.name == "snapshots"), None)
+    if snapshots is None:
+        return None
+    blobs = Path(os.path.realpath(snapshots.parent / "blobs"))
+    real = Path(os.path.realpath(pointer))
+    return real if real.parent == blobs and real.is_file() else None
+
+
+def evict(pointer: Path) -> str:
+    """Delete a bad file from the Hub cache, so that the next call downloads it afresh.
+
+    Only a blob in the repo's own ``blobs/`` folder is ever deleted, with the snapshot link to
+    it. A snapshot entry that resolves anywhere else (a link to a user's file planted in a
+    shared cache, a device) is left alone and reported. A file that cannot be deleted is
+    reported, not raised: the caller is already reporting the real problem.
 
     Args:
         pointer: The file's path under ``snapshots/`` in the cache.
+
+    Returns:
+        A sentence for the caller's error message: what was deleted, or what was not and why.
     """
-    for path in {Path(os.path.realpath(pointer)), pointer}:
+    blob = blob_of(pointer)
+    if blob is None:
+        target = os.path.realpath(pointer)
+        logger.warning(
+            "Not deleting %s: it is not a blob of the Hub cache (it resolves to %s).",
+            pointer,
+            target,
+        )
+        return (
+            f"It was not loaded, and nothing was deleted: the cache entry {pointer} resolves to "
+            f"{target}, outside the cache's blobs/ folder, so it is not the cache's own file. "
+            "Check who put it there, remove that entry yourself, and load again."
+        )
+    failed = []
+    for path in (blob, pointer):
         try:
             path.unlink(missing_ok=True)
         except OSError as err:
             logger.warning("Could not delete %s from the cache: %s", path, err)
+            failed.append(str(path))
+    if failed:
+        return f"It was not loaded; deleting it from the cache failed ({', '.join(failed)})."
+    return "The file was deleted from the cache and not loaded. Run again to download it afresh."
 
 
 def push_to_hub(
@@ -247,7 +338,9 @@ def push_to_hub(
     """Upload a folder written by :func:`~mnist_zoo.hub.save_pretrained` to a Hub model repo.
 
     The folder is checked (all three files present, weights load into the architecture the
-    config names) before any network call. The repo, and the branch if ``revision`` names
+    config names) before any network call; a :func:`~mnist_zoo.hub.save_pretrained`
+    interrupted after its switch is finished first (see
+    :func:`~mnist_zoo.hub.folder.complete_save`). The repo, and the branch if ``revision`` names
     one, are created if missing.
 
     Args:
@@ -269,9 +362,11 @@ def push_to_hub(
         ChecksumMismatchError: The folder's weights are not the ones its config records.
         WeightsMismatchError: The weights do not fit the architecture the config names.
         InvalidArgumentError: ``repo_id`` is not a valid repo id (a ``ValueError``).
+        HubUnavailableError: The Hub could not be reached (refused, stalled, no network).
         huggingface_hub.errors.HfHubHTTPError: The Hub refused or failed a request.
     """
     folder = Path(folder)
+    complete_save(folder)  # a save_pretrained interrupted after its switch is finished first
     check_folder(folder)
     load_folder(folder)  # never publish weights that would not load
     try:
@@ -280,16 +375,25 @@ def push_to_hub(
         raise InvalidArgumentError(f"Invalid repo_id {repo_id!r}: {err}") from None
 
     api = HfApi(endpoint=endpoint, token=token, **_CLIENT)
-    api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-    if revision not in (None, "main"):
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        revision=revision,
-        commit_message=commit_message,
-        allow_patterns=list(HUB_FILES),
-    )
-    if tag is not None:
-        api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
+    try:
+        api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
+        if revision not in (None, "main"):
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            revision=revision,
+            commit_message=commit_message,
+            allow_patterns=list(HUB_FILES),
+        )
+        if tag is not None:
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
+    except Exception as err:
+        if not isinstance(err, transport_errors()):
+            raise
+        raise HubUnavailableError(
+            f"Cannot publish {folder} to {repo_id}: the Hub at "
+            f"{endpoint or hf_constants.ENDPOINT} could not be reached ({type(err).__name__}: "
+            f"{err}). Check the network and HF_ENDPOINT (or endpoint=), then push again."
+        ) from err
     return commit

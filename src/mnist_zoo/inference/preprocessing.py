@@ -20,11 +20,12 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data import to_float_images
-from ..errors import ImageError
+from ..errors import ImageError, PictureTooLargeError
 
 __all__ = [
     "BOX",
     "CENTRE",
+    "MAX_PIXELS",
     "SIZE",
     "ImageInput",
     "as_unit_float",
@@ -42,6 +43,11 @@ SIZE = 28
 BOX = 20
 CENTRE = 14
 
+#: The most pixels a picture file may have. :func:`load_image` refuses a bigger one from its
+#: header, before decoding it: a decompression bomb (a small file that decodes to gigabytes)
+#: costs nothing. A 48-megapixel phone photo passes; Pillow's own limit is 89 million.
+MAX_PIXELS = 50_000_000
+
 #: A picture whose darkest (or brightest) pixel differs from the paper by less than this, on a
 #: 0-1 scale, has no ink on it.
 _MIN_CONTRAST = 0.1
@@ -58,28 +64,51 @@ _TARGET_STROKE = 1.6
 _WORK_SCALE = 4
 
 
-def load_image(path: str | os.PathLike) -> Image.Image:
+def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open an image file, applying its EXIF orientation (phone photos are often stored rotated).
+
+    The picture's size is read from the file's header and checked before any pixel is
+    decoded, so a decompression bomb is refused at the cost of reading its header.
 
     Args:
         path: Path of a PNG, JPEG or any other format Pillow reads.
+        max_pixels: Refuse pictures with more pixels than this (width times height).
 
     Returns:
         The fully loaded image; the file is closed.
 
     Raises:
         FileNotFoundError: If there is no file at ``path``.
-        ImageError: If the file is not an image Pillow can read (a ``ValueError``).
+        PictureTooLargeError: If the picture has more than ``max_pixels`` pixels, or more
+            than Pillow's own ``Image.MAX_IMAGE_PIXELS`` (an ``ImageError``).
+        ImageError: If the file is not an image Pillow can read, or is damaged or truncated
+            (a ``ValueError``).
+        OSError: If the file cannot be read (no permission, say).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {str(path)!r}.")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
+        image = Image.open(path)
     except UnidentifiedImageError:
         raise ImageError(f"{str(path)!r} is not an image file Pillow can read.") from None
+    # The warning is an error only under a warnings filter that says so; the check below
+    # refuses such pictures anyway, having a lower limit.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise PictureTooLargeError(f"{str(path)!r} is too large to decode: {err}") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise PictureTooLargeError(
+                f"{str(path)!r} is {width}x{height} = {width * height:,} pixels; the limit is "
+                f"{max_pixels:,} (a decompression bomb?). Use a smaller copy."
+            )
+        try:
+            image.load()
+            return ImageOps.exif_transpose(image)
+        # Pillow reports a truncated or damaged file as any of these, depending on the format.
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
+            raise ImageError(f"{str(path)!r} is damaged or truncated ({err}).") from None
 
 
 def preprocess(image: ImageInput) -> torch.Tensor:
@@ -110,8 +139,9 @@ def preprocess(image: ImageInput) -> torch.Tensor:
         A float32 tensor of shape (1, 28, 28) in [0, 1]: a white digit on black.
 
     Raises:
-        ImageError: If the picture is blank (no ink), not an image file, or an array of the
-            wrong shape or with values outside the allowed range (a ``ValueError``).
+        ImageError: If the picture is blank (no ink), not an image file, a damaged or too
+            large one (see :func:`load_image`), or an array of the wrong shape or with values
+            outside the allowed range (a ``ValueError``).
         TypeError: For an unsupported input type or array dtype.
         FileNotFoundError: If a path does not exist.
     """
@@ -130,7 +160,7 @@ def as_unit_float(array: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     Args:
         array: Pixels of any shape: uint8 0-255, bool, or float in [0, 1] (a round-off of
-            1e-6 outside is clamped).
+            1e-6 outside is clamped), in either byte order.
 
     Returns:
         A float32 tensor on the input's device; uint8 is divided by 255.
@@ -142,6 +172,8 @@ def as_unit_float(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(array, np.ndarray):
         if array.dtype.kind not in "biuf":
             raise TypeError(f"Unsupported array dtype {array.dtype}; use uint8 or float.")
+        if not array.dtype.isnative:  # big-endian data read from a file: torch takes native only
+            array = array.astype(array.dtype.newbyteorder("="))
         x = torch.from_numpy(np.require(array, requirements=("C", "W")))
     else:
         x = array.detach()
@@ -194,7 +226,8 @@ def greyscale(image: ImageInput) -> np.ndarray:
         if x.ndim != 2:
             raise ImageError(
                 f"preprocess takes one greyscale image of shape (H, W), got {tuple(x.shape)}. "
-                "For colour arrays use PIL.Image.fromarray(array)."
+                "For colour arrays use PIL.Image.fromarray(array), or predict, which reads "
+                "(H, W, C) arrays."
             )
         return x.cpu().numpy()
     raise TypeError(

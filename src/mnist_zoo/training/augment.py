@@ -54,19 +54,27 @@ class RandomAffine:
                 f"RandomAffine scale must be (low, high) with 0 < low <= high, got {self.scale!r}."
             )
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, *, share: tuple[int, int] = (0, 1)
+    ) -> torch.Tensor:
         """Augment a batch.
 
         Args:
             x: Float images (N, C, H, W) in [0, 1], on any device.
             generator: The CPU generator the random numbers come from, so that the
                 augmentation depends on its seed only, whatever the device.
+            share: ``(index, count)``: ``x`` is the ``index``-th of ``count`` equal parts of a
+                global batch. The random numbers are drawn for the whole global batch and
+                this part's are used, so that processes that each augment their part do
+                exactly what one process would with the whole batch.
 
         Returns:
             The warped images, same shape, dtype and device.
         """
         n = x.shape[0]
-        r = torch.rand(n, 4, generator=generator).to(x.device)
+        index, count = share
+        r = torch.rand(n * count, 4, generator=generator)[index * n : (index + 1) * n]
+        r = r.to(x.device)
         angle = (2 * r[:, 0] - 1) * math.radians(self.degrees)
         scale = self.scale[0] + r[:, 1] * (self.scale[1] - self.scale[0])
         # affine_grid maps output to input in [-1, 1] coordinates, so a shift of a fraction f

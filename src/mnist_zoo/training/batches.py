@@ -7,7 +7,9 @@ a whole batch. Any other ``Dataset`` or ``DataLoader`` goes through :class:`Load
 
 Every source gets what it needs as explicit arguments (device, batch size, seed, rank, world
 size, augmentation, memory format); the order of the images and their augmentation depend on
-``(seed, epoch, rank)`` only, so a resumed run replays them exactly.
+``(seed, epoch)`` only, so a resumed run replays them exactly. Under ``torchrun`` each process
+takes its share of every global batch, order and augmentation included, so that N processes
+with batch B train on exactly the batches of one process with batch N x B.
 """
 
 from __future__ import annotations
@@ -228,14 +230,15 @@ class BatchSource:
         raise NotImplementedError
 
     def _augment_generator(self, epoch: int) -> torch.Generator:
-        # Depends on (seed, epoch, rank) only: a resumed run replays the same augmentation.
-        return torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 31 + self.rank + 1)
+        # Depends on (seed, epoch) only: a resumed run replays the same augmentation. Every
+        # process draws the numbers of the whole global batch and uses its share of them.
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 31 + 1)
 
     def _prepare(self, x: torch.Tensor, aug_gen: torch.Generator) -> torch.Tensor:
         """Float in [0, 1], augmented when training, in the requested memory format."""
         x = to_float_images(x)
         if self.training and self.augment is not None:
-            x = self.augment(x, aug_gen)
+            x = self.augment(x, aug_gen, share=(self.rank, self.world_size))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
@@ -275,7 +278,12 @@ class TensorBatches(BatchSource):
         if self.training:
             # Order and augmentation depend on (seed, epoch) only: a resumed run replays them.
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(n, generator=gen)[self.rank :: self.world_size][: self.per_rank]
+            perm = torch.randperm(n, generator=gen)
+            # Global batch i is perm[i * world * bs:][: world * bs] and each process takes its
+            # share of it: together they train on exactly the batches of one process with the
+            # global batch size.
+            steps, world = self.steps_per_epoch, self.world_size
+            order = perm[: steps * world * bs].view(steps, world, bs)[:, self.rank].reshape(-1)
         else:
             order = torch.arange(self.rank, n, self.world_size)
         order = order.to(self.device)

@@ -28,6 +28,7 @@ from ..errors import InvalidArgumentError
 from ..registry import ModelEntry, get_model_entry
 from .augment import RandomAffine
 from .callbacks import EarlyStopping
+from .progress import PROGRESS_MODES
 
 __all__ = [
     "BASE_RECIPE",
@@ -40,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "check_names",
+    "check_run_options",
     "get_recipe",
     "registered_recipe",
 ]
@@ -56,6 +58,7 @@ RUN_OPTIONS = (
     "device",
     "checkpoint_dir",
     "resume",
+    "allow_recipe_change",
     "progress",
     "callbacks",
     "channels_last",
@@ -215,6 +218,46 @@ def check_names(
             f"{caller} got unknown setting(s) {', '.join(map(repr, unknown))}. "
             f"Recipe settings: {listed}{extra}."
         )
+
+
+def check_run_options(
+    *,
+    progress: object,
+    eval_batch_size: object,
+    num_workers: object,
+    resume: object,
+    checkpoint_dir: object,
+    allow_recipe_change: object,
+) -> None:
+    """Refuse a Trainer run option of the wrong kind or out of its range.
+
+    Args:
+        progress: ``True``, ``False``, ``"auto"`` or ``"plain"``.
+        eval_batch_size: An integer >= 1.
+        num_workers: An integer >= 0.
+        resume: Whether to resume; needs a ``checkpoint_dir``.
+        checkpoint_dir: The checkpoint folder, or ``None``.
+        allow_recipe_change: ``True`` or ``False``.
+
+    Raises:
+        InvalidArgumentError: An option out of its range (the message names it).
+    """
+    if progress not in PROGRESS_MODES:
+        raise InvalidArgumentError(
+            f"progress must be True, False, 'auto' or 'plain', got {progress!r}."
+        )
+    for name, value, minimum in (
+        ("eval_batch_size", eval_batch_size, 1),
+        ("num_workers", num_workers, 0),
+    ):
+        if not _is_int(value) or value < minimum:  # type: ignore[operator]
+            raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if not isinstance(allow_recipe_change, bool):
+        raise InvalidArgumentError(
+            f"allow_recipe_change must be True or False, got {allow_recipe_change!r}."
+        )
+    if resume and checkpoint_dir is None:
+        raise InvalidArgumentError("resume=True needs a checkpoint_dir to resume from.")
 
 
 def registered_recipe(entry: ModelEntry) -> tuple[TrainConfig, dict[str, Any]]:

@@ -7,12 +7,13 @@ the CPU); every helper here is a no-op in a single process.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["all_reduce_sum", "barrier", "broadcast_weights", "setup", "wrap"]
+__all__ = ["all_gather", "all_reduce_sum", "barrier", "broadcast_weights", "setup", "wrap"]
 
 
 def setup(device: torch.device) -> tuple[int, int]:
@@ -64,6 +65,23 @@ def all_reduce_sum(t: torch.Tensor, world_size: int) -> torch.Tensor:
     if world_size > 1:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def all_gather(value: Any, world_size: int) -> list[Any]:
+    """Every process's ``value``, in rank order (a picklable object, small).
+
+    Args:
+        value: This process's value.
+        world_size: The number of processes; with 1 nothing is sent.
+
+    Returns:
+        ``[value of rank 0, value of rank 1, ...]``.
+    """
+    if world_size == 1:
+        return [value]
+    gathered: list[Any] = [None] * world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def broadcast_weights(model: nn.Module, world_size: int) -> None:

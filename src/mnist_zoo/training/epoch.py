@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..devices import autocast_context
+from ..errors import TrainingError
 from . import distributed
 from .batches import BatchSource
 from .checkpoint import TrainState
@@ -17,7 +19,7 @@ from .config import TrainConfig
 from .optim import PER_BATCH_SCHEDULERS
 from .progress import EpochBar
 
-__all__ = ["Placement", "train_one_epoch", "validate"]
+__all__ = ["Placement", "check_finite", "train_one_epoch", "validate"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +150,31 @@ def validate(model: nn.Module, batches: BatchSource, where: Placement) -> tuple[
     )
     loss_total, correct_total, seen_total = totals.tolist()
     return loss_total / seen_total, correct_total / seen_total
+
+
+def check_finite(metrics: dict[str, float], model: nn.Module, config: TrainConfig) -> None:
+    """Stop a run whose loss or weights stopped being finite, before the epoch is saved.
+
+    The losses are the epoch's sums, already on the host, so this costs no synchronisation in
+    the hot loop; the weights are checked once per epoch.
+
+    Args:
+        metrics: The epoch's row of the history (``epoch``, ``train_loss``, ``val_loss``).
+        model: The model being trained.
+        config: The recipe, for the message.
+
+    Raises:
+        TrainingError: A loss or a weight is NaN or infinite.
+    """
+    bad = [f"{k} is {metrics[k]}" for k in ("train_loss", "val_loss") if k in metrics
+           and not math.isfinite(metrics[k])]  # fmt: skip
+    with torch.no_grad():
+        finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+    if not bad and bool(finite):
+        return
+    raise TrainingError(
+        f"Training stopped in epoch {int(metrics['epoch'])}: "
+        f"{', '.join(bad) or 'the weights are not finite'}. The learning rate "
+        f"(lr={config.lr:g}) is probably too high: lower it, or set grad_clip. Nothing of this "
+        "epoch was saved; the checkpoints of the epochs before it are as they were."
+    )

@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import remove_stale_temporaries
 from ..devices import seed_everything, select_device, select_precision
-from ..errors import InvalidArgumentError
+from ..errors import CheckpointError, InvalidArgumentError
 from ..evaluation import EvaluationResult, evaluate_model
 from . import distributed
 from .batches import (
@@ -41,13 +42,14 @@ from .batches import (
     split_validation,
 )
 from .callbacks import BestSoFar, Callback, EarlyStopping
-from .checkpoint import LAST_NAME, TrainState, load_checkpoint, save_checkpoint
-from .config import TrainConfig, apply_overrides, registered_recipe
+from .checkpoint import LAST_NAME, Resumed, TrainState, load_checkpoint, save_checkpoint
+from .config import TrainConfig, apply_overrides, check_run_options, registered_recipe
 from .ema import ModelEMA
-from .epoch import Placement, train_one_epoch, validate
+from .epoch import Placement, check_finite, train_one_epoch, validate
 from .history import History
 from .optim import make_optimizer, make_scheduler
-from .progress import PROGRESS_MODES, Reporter
+from .progress import Reporter
+from .verify import check_writable_folder, describe_model
 
 __all__ = ["Trainer"]
 
@@ -66,6 +68,9 @@ class Trainer:
         checkpoint_dir: Where ``last.pt``, ``best.pt`` and the history files go; ``None``
             writes nothing.
         resume: Continue from ``checkpoint_dir/last.pt`` if it exists.
+        allow_recipe_change: On resume, continue with a recipe that differs from the
+            checkpoint's (from the resumed epoch on; recorded in ``recipe_changes``) instead of
+            refusing it. ``seed`` and ``val_size`` must match even so.
         progress: A tqdm bar per epoch (``True``), one plain line per epoch (``"plain"``),
             nothing (``False``), or ``"auto"``: a bar on a terminal, plain lines otherwise.
         callbacks: :class:`Callback` objects.
@@ -87,6 +92,9 @@ class Trainer:
         stop_training: Set it to ``True`` (from a callback) to end training after the epoch.
         model_name: The registry name when built by :meth:`from_recipe`, else ``None``.
         model_kwargs: The builder kwargs when built by :meth:`from_recipe`, else ``{}``.
+        recipe_changes: The changes of recipe the last :meth:`fit` went through on resume:
+            ``{"epoch": first epoch (1-based) trained with it, "changed": {setting: [before,
+            after]}}``, oldest first; empty when the whole run had one recipe.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, ``config`` not a TrainConfig, or an
@@ -103,6 +111,7 @@ class Trainer:
         device: str | torch.device = "auto",
         checkpoint_dir: str | Path | None = None,
         resume: bool = False,
+        allow_recipe_change: bool = False,
         progress: bool | str = "auto",
         callbacks: Sequence[Callback] = (),
         channels_last: bool | None = None,
@@ -113,7 +122,10 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         self.config, _ = apply_overrides(config, overrides, "Trainer()")
-        _check_run_options(progress, eval_batch_size, num_workers, resume, checkpoint_dir)
+        check_run_options(
+            progress=progress, eval_batch_size=eval_batch_size, num_workers=num_workers,
+            resume=resume, checkpoint_dir=checkpoint_dir, allow_recipe_change=allow_recipe_change,
+        )  # fmt: skip
         self.device = select_device(device)
         self.precision = select_precision(self.config.precision, self.device)
         self.rank, self.world_size = distributed.setup(self.device)
@@ -123,6 +135,8 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.resume = resume
+        self.allow_recipe_change = allow_recipe_change
+        self.recipe_changes: list[dict[str, Any]] = []
         self.progress = progress
         self.callbacks = list(callbacks)
         self.eval_batch_size = eval_batch_size
@@ -211,10 +225,15 @@ class Trainer:
             InvalidArgumentError: Empty data, a validation split that leaves no training
                 data, a training set smaller than one batch, or early stopping without
                 validation.
-            CheckpointError: ``resume`` meets a checkpoint of another recipe.
+            CheckpointError: ``resume`` meets a checkpoint that is damaged, of another model,
+                or of another recipe (unless ``allow_recipe_change``).
+            OutputFolderError: ``checkpoint_dir`` is a file or cannot be written.
+            TrainingError: The loss or the weights stopped being finite; the checkpoints
+                keep the last finite epoch.
         """
         train_batches, state = self._setup(train, val)
-        start_epoch = self._load_checkpoint(state) if self.resume else 0
+        steps = train_batches.steps_per_epoch
+        start_epoch = self._load_checkpoint(state, steps) if self.resume else 0
         for cb in self.callbacks:
             cb.on_fit_start(self)
         for epoch in range(start_epoch, self.config.epochs):
@@ -228,8 +247,10 @@ class Trainer:
             if self._val is not None:
                 val_loss, val_acc = validate(self._eval_model(), self._val, self._placement)
                 metrics.update(val_loss=val_loss, val_acc=val_acc)
+            check_finite(metrics, self.model, self.config)
+            if self._val is not None:
                 if self.config.scheduler == "plateau":
-                    state.scheduler.step(val_loss)
+                    state.scheduler.step(metrics["val_loss"])
                 self._track_best(metrics, epoch, state.best)
             if self.config.scheduler == "step":
                 state.scheduler.step()
@@ -290,6 +311,8 @@ class Trainer:
     def _setup(self, train: Any, val: Any) -> tuple[BatchSource, TrainState]:
         """Check and split the data, seed, build the batch sources and the training state."""
         config = self.config
+        if self.checkpoint_dir is not None and self.is_main_process:
+            check_writable_folder(self.checkpoint_dir, "the checkpoint folder")
         check_not_empty(train, "training")
         if val is not None:
             check_not_empty(val, "validation")
@@ -316,6 +339,7 @@ class Trainer:
         self._placement = Placement(self.device, self.precision, self.world_size)
         self.history = History()
         self.stop_training = False
+        self.recipe_changes = []
         return train_batches, TrainState(optimizer, scheduler, scaler, self.ema, BestSoFar())
 
     def _batch_source(self, data: Any, *, training: bool) -> BatchSource:
@@ -359,58 +383,64 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _architecture(self) -> dict[str, Any]:
+        return describe_model(self.model, self.model_name, self.model_kwargs or None)
+
     def _save_checkpoint(self, epoch: int, state: TrainState) -> None:
         if self.checkpoint_dir is None:
             return
         if self.is_main_process:
             save_checkpoint(
-                self.checkpoint_dir,
-                epoch=epoch,
-                model=self.model,
-                state=state,
-                history=self.history,
-                config=dataclasses.asdict(self.resolved_config),
-                stop_training=self.stop_training,
-            )
+                self.checkpoint_dir, epoch=epoch, model=self.model, state=state,
+                history=self.history, config=dataclasses.asdict(self.resolved_config),
+                stop_training=self.stop_training, architecture=self._architecture(),
+                recipe_changes=self.recipe_changes,
+            )  # fmt: skip
         distributed.barrier(self.world_size)
 
-    def _load_checkpoint(self, state: TrainState) -> int:
+    def _load_checkpoint(self, state: TrainState, steps_per_epoch: int) -> int:
         assert self.checkpoint_dir is not None
         path = self.checkpoint_dir / LAST_NAME
-        resumed = load_checkpoint(
-            path,
-            device=self.device,
-            model=self.model,
-            state=state,
-            config=dataclasses.asdict(self.resolved_config),
-        )
+        if self.is_main_process:
+            remove_stale_temporaries(self.checkpoint_dir)  # a kill mid-write leaves them
+        resumed: Resumed | CheckpointError | None
+        try:
+            resumed = load_checkpoint(
+                path, device=self.device, model=self.model, state=state,
+                config=self.resolved_config, architecture=self._architecture(),
+                allow_recipe_change=self.allow_recipe_change, steps_per_epoch=steps_per_epoch,
+                repair=self.is_main_process,
+            )  # fmt: skip
+        except CheckpointError as err:
+            resumed = err
+        _agree_on_checkpoint(resumed, self.checkpoint_dir, self.world_size)
         if resumed is None:
             self._reporter.log(f"resume: no checkpoint at {path}, starting from scratch")
             return 0
+        assert isinstance(resumed, Resumed)
         self.history = resumed.history
         self.stop_training = resumed.stop_training
+        self.recipe_changes = resumed.recipe_changes
         self._reporter.log(
             f"resumed from {path} after epoch {resumed.next_epoch}/{self.config.epochs}"
         )
         return resumed.next_epoch
 
 
-def _check_run_options(
-    progress: object,
-    eval_batch_size: object,
-    num_workers: object,
-    resume: bool,
-    checkpoint_dir: object,
+def _agree_on_checkpoint(
+    resumed: Resumed | CheckpointError | None, folder: Path, world_size: int
 ) -> None:
-    if progress not in PROGRESS_MODES:
-        raise InvalidArgumentError(
-            f"progress must be True, False, 'auto' or 'plain', got {progress!r}."
+    """Raise on every process unless all of them found the same checkpoint (or none)."""
+    if isinstance(resumed, Resumed):
+        mine = f"epoch {resumed.next_epoch} ({resumed.checksum[:12]})"
+    else:
+        mine = "no checkpoint" if resumed is None else "an unreadable checkpoint"
+    found = distributed.all_gather(mine, world_size)
+    if isinstance(resumed, CheckpointError):
+        raise resumed
+    if len(set(found)) > 1:
+        seen = ", ".join(f"rank {rank}: {what}" for rank, what in enumerate(found))
+        raise CheckpointError(
+            f"The processes found different checkpoints in {folder} ({seen}). Put the "
+            "checkpoint folder on storage that every machine reads, the same for all."
         )
-    for name, value, minimum in (
-        ("eval_batch_size", eval_batch_size, 1),
-        ("num_workers", num_workers, 0),
-    ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    if resume and checkpoint_dir is None:
-        raise InvalidArgumentError("resume=True needs a checkpoint_dir to resume from.")
