@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from published_logits import fp32_logits, mnist_test_set, published_model
 from torch import nn
 
 import mnist_zoo
@@ -33,7 +34,6 @@ from mnist_zoo.inference.batched import (
     resolve_precision,
 )
 
-HUB = Path(__file__).resolve().parents[1] / "hub"
 CPU = torch.device("cpu")
 
 
@@ -213,7 +213,7 @@ def test_a_model_that_cannot_be_copied_runs_as_it_is(native_bf16: None) -> None:
 
 @pytest.fixture(scope="module")
 def members() -> dict[str, nn.Module]:
-    return {name: mnist_zoo.load_pretrained(HUB / name) for name in mnist_zoo.list_pretrained()}
+    return {name: published_model(name) for name in mnist_zoo.list_pretrained()}
 
 
 @pytest.fixture(scope="module")
@@ -225,11 +225,11 @@ def test_logits(
     The ensemble's fast path is run for real; its fp32 logits are combined from its members'
     (the next test shows that this is what Ensemble.forward computes in fp32).
     """
-    images = mnist_zoo.MNIST(mnist_root, split="test").images
+    images = mnist_test_set(mnist_root).images
     logits = {
         name: {
-            precision: predict_logits(model, images, batch_size=500, precision=precision)
-            for precision in ("fp32", "bf16")
+            "fp32": fp32_logits(name, mnist_root),
+            "bf16": predict_logits(model, images, batch_size=500, precision="bf16"),
         }
         for name, model in members.items()
     }
@@ -268,7 +268,7 @@ def test_the_recorded_check_holds_on_the_full_test_set(
     name: str, test_logits: dict[str, dict[str, torch.Tensor]], mnist_root: Path
 ) -> None:
     """What FAST_PATH_CHECKS claims, measured: labels changed and accuracy moved against fp32."""
-    targets = mnist_zoo.MNIST(mnist_root, split="test").targets
+    targets = mnist_test_set(mnist_root).targets
     logits = test_logits[name]
     exact, fast = logits["fp32"].argmax(1), logits["bf16"].argmax(1)
     changed = int((fast != exact).sum())

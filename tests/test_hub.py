@@ -439,7 +439,7 @@ def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, t
     assert init["token"] == "hf_x" and init["library_name"] == "mnist_zoo"
     _, _, upload = RecordingApi.calls[-1]
     assert upload["repo_id"] == REPO and upload["revision"] == "v1"
-    assert sorted(upload["allow_patterns"]) == sorted(hub.HUB_FILES)
+    assert sorted(upload["allow_patterns"]) == sorted([*hub.HUB_FILES, "model.onnx"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -319,7 +319,7 @@ PRETRAINED = {
         revision=_RELEASE,
         sha256="cde1eb2e64b8175c623cf000a970efd6dfdbd41b959cfc8a39d609b2255682df",
         size=1_687_280,
-        config_sha256="0251c2a06b96c55dd5a3550989aa59ad83f8685d27792ae832bfa733e50278ac",
+        config_sha256="fc7195f55398c43de4d72d152725327f6a379e5da641cd5e5d9008c797376891",
         metrics={"test_accuracy": 0.9953},
     ),
     "deepercnn": PretrainedWeights(
@@ -327,7 +327,7 @@ PRETRAINED = {
         revision=_RELEASE,
         sha256="9147624059de80bfa3c5739e64325e15fb40488fce4b9dd72ae2a8975182a597",
         size=3_483_584,
-        config_sha256="64df18a541327ef1065a05ec96a58625b5a9e39d0e88c53f60f584026319e81b",
+        config_sha256="7f1f9b8a5ab1261fa1479d788c8a6d8cee1ccafe052745def5667ac25c2ffb79",
         metrics={"test_accuracy": 0.9961},
     ),
     "minivgg": PretrainedWeights(
@@ -335,7 +335,7 @@ PRETRAINED = {
         revision=_RELEASE,
         sha256="12cb3c6bc85ba2d7dff25c86f431889772fef46b0962f5891c5c7bfed85ed8ab",
         size=11_701_584,
-        config_sha256="c7823af9b1d3c8268c36f53e61ae39a5928f1110378a05ee09db133a898591f3",
+        config_sha256="3437c682741ae74550dc9923f24f49dcc21d08573477e2d1291fef4afb1e5374",
         metrics={"test_accuracy": 0.9972},
     ),
 }

@@ -26,6 +26,8 @@ CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 #: The files that make a Hub folder; exactly these are uploaded.
 HUB_FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+#: The weights exported to ONNX (``mnist_zoo.hub.write_onnx``): uploaded too when present.
+ONNX_NAME = "model.onnx"
 
 #: The library name that config.json and the model card's metadata record; the Hub picks the
 #: code snippet it shows for a repo by the card's ``library_name``.

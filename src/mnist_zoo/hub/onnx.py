@@ -36,15 +36,13 @@ from ..errors import (
 )
 from ..export import OnnxModel, export
 from ..registry import get_model_entry, list_models
-from .layout import CONFIG_NAME
+from .layout import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 from .reading import load_folder, parse_config, read_config
 from .remote import FetchedFile, fetch_file, reject
 from .verify import MAX_CONFIG_BYTES, read_limited, same_sha256, size_limit
 
 __all__ = ["ONNX_NAME", "ONNX_SHA256_KEY", "load_onnx", "write_onnx"]
 
-#: The ONNX file of a Hub folder, beside ``model.safetensors``.
-ONNX_NAME = "model.onnx"
 #: The ``config.json`` key that records the SHA-256 of :data:`ONNX_NAME`.
 ONNX_SHA256_KEY = "onnx_sha256"
 
@@ -71,6 +69,11 @@ def write_onnx(folder: str | os.PathLike[str], *, check_images: torch.Tensor | N
     """
     folder = Path(folder)
     model = load_folder(folder)
+    # The file's metadata names the weights it came from by where they are published, not by
+    # a path on the machine that exported it.
+    repo_id = model.pretrained_cfg.get("repo_id")
+    beside = f" in {repo_id}" if repo_id else ""
+    model.pretrained_cfg["source"] = f"the {WEIGHTS_NAME} beside this file{beside}"
     path = export(model, folder / ONNX_NAME, check_images=check_images)
     config_path = folder / CONFIG_NAME
     config = read_config(config_path)

@@ -42,7 +42,7 @@ from ..errors import (
     InvalidArgumentError,
 )
 from .folder import complete_save
-from .layout import HUB_FILES, SHA256_PATTERN
+from .layout import HUB_FILES, ONNX_NAME, SHA256_PATTERN
 from .reading import check_folder, load_folder
 from .verify import read_limited
 
@@ -384,7 +384,7 @@ def push_to_hub(
             folder_path=folder,
             revision=revision,
             commit_message=commit_message,
-            allow_patterns=list(HUB_FILES),
+            allow_patterns=[*HUB_FILES, ONNX_NAME],
         )
         if tag is not None:
             api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)

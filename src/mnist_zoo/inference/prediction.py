@@ -126,9 +126,7 @@ def predict(
     batch = _to_batch(images, preprocess)
     if device is not None:
         model.to(device)
-    logits = predict_logits(
-        model, batch, batch_size=batch_size, device=device, precision=precision
-    )
+    logits = predict_logits(model, batch, batch_size=batch_size, device=device, precision=precision)
     probs = torch.softmax(logits, dim=1).cpu()
     return Prediction(labels=probs.argmax(dim=1), probs=probs)
 
