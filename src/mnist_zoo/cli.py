@@ -97,10 +97,14 @@ def _load_model(name: str, device: str, instead: str) -> nn.Module:
             "needs the published Hub repos), or evaluate the members' folders one by one."
         ) from err
     except HubUnavailableError as err:
-        folder = f"hub/{Path(name).name.lower()}"
+        # "hf-hub:owner/minivgg@v1" and "minivgg" both suggest the checkout's hub/minivgg.
+        folder = f"hub/{Path(name.split('@')[0]).name.lower()}"
+        # The Python advice (cache_dir=, load_pretrained(...)) is replaced by the CLI's own.
+        what = str(err).split(" To work offline")[0]
         raise HubUnavailableError(
-            f"{err} On the command line: {instead.format(folder=folder)} (a folder in Hub layout: "
-            "a checkout of mnist_zoo has hub/NAME, and `mnist-zoo train` writes one)."
+            f"{what} Load it once with network access (this fills the cache), or "
+            f"{instead.format(folder=folder)} (a folder in Hub layout: a checkout of mnist_zoo "
+            "has hub/NAME, and `mnist-zoo train` writes one)."
         ) from err
 
 
