@@ -117,3 +117,23 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write into (root ignores permission bits: a read-only mount).
+
+    Skips the test where there is none.
+    """
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK) and os.geteuid() != 0:
+        return folder
+    for candidate in (Path("/sys/fs"), Path("/proc/sys")):  # root: a read-only mount
+        probe = candidate / "mnist-zoo-probe"
+        try:
+            probe.touch()
+        except OSError:
+            return candidate
+        probe.unlink()
+    pytest.skip("no folder here that this process cannot write")

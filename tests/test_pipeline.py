@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
+from conftest import read_only_folder
 
 import mnist_zoo
 from mnist_zoo.errors import (
@@ -98,29 +98,13 @@ def test_metrics_without_validation_have_no_val_accuracy(run: TrainingRun) -> No
     assert metrics["epochs_trained"] == 2 and metrics["train_time_s"] == 3.5
 
 
-def _read_only_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    if not os.access(folder, os.W_OK) and os.geteuid() != 0:
-        return folder
-    for candidate in (Path("/sys/fs"), Path("/proc/sys")):  # root: a read-only mount
-        probe = candidate / "mnist-zoo-probe"
-        try:
-            probe.touch()
-        except OSError:
-            return candidate
-        probe.unlink()
-    pytest.skip("no folder here that this process cannot write")
-
-
 @pytest.mark.parametrize("which", ["out", "checkpoint_dir"])
 @pytest.mark.parametrize("kind", ["file", "read-only"])
 def test_a_folder_that_cannot_be_written_is_refused_before_any_data_is_read(
     tmp_path: Path, which: str, kind: str
 ) -> None:
     (tmp_path / "a-file").write_text("in the way")
-    bad = tmp_path / "a-file" if kind == "file" else _read_only_folder(tmp_path) / "run"
+    bad = tmp_path / "a-file" if kind == "file" else read_only_folder(tmp_path) / "run"
     folders = {"out": tmp_path / "out", "checkpoint_dir": tmp_path / "ck", which: bad}
     # No data folder: a check after reading the data would fail with MNISTNotFoundError.
     with pytest.raises(OutputFolderError, match="Cannot use .* as the (output|checkpoint) folder"):

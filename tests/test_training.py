@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import read_only_folder
 
 import mnist_zoo
 from mnist_zoo.errors import (
@@ -850,22 +851,6 @@ def test_a_run_of_two_steps_trains(tiny: tuple[torch.Tensor, torch.Tensor]) -> N
     assert len(history) == 1 and math.isfinite(history["train_loss"][0])
 
 
-def _read_only_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    if not os.access(folder, os.W_OK) and os.geteuid() != 0:
-        return folder
-    for candidate in (Path("/sys/fs"), Path("/proc/sys")):  # root: a read-only mount
-        probe = candidate / "mnist-zoo-probe"
-        try:
-            probe.touch()
-        except OSError:
-            return candidate
-        probe.unlink()
-    pytest.skip("no folder here that this process cannot write")
-
-
 class _Started(Callback):
     def __init__(self) -> None:
         self.started = False
@@ -882,7 +867,7 @@ def test_a_checkpoint_folder_that_cannot_be_written_is_found_before_training(
     folder = {
         "file": tmp_path / "a-file",
         "under-a-file": tmp_path / "a-file" / "checkpoints",
-        "read-only": _read_only_folder(tmp_path) / "checkpoints",
+        "read-only": read_only_folder(tmp_path) / "checkpoints",
     }[kind]
     started = _Started()
     trainer = _tiny_trainer(epochs=1, checkpoint_dir=folder, callbacks=[started])

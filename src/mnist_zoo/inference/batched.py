@@ -150,10 +150,25 @@ def batched_logits(
     if len(images) == 0:
         raise InvalidArgumentError("Cannot evaluate on an empty set of images.")
     device = model_device(model) if device is None else torch.device(device)
+    return _logits_in_batches(model, images, batch_size, device, precision, channels_last=False)
+
+
+def _logits_in_batches(
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    *,
+    channels_last: bool,
+) -> torch.Tensor:
+    """The loop both paths share: batches to ``device``, to float, through ``model``."""
     with eval_mode(model), torch.inference_mode():
         chunks = []
         for chunk in images.split(batch_size):
             batch = to_float_images(chunk.to(device))
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast_context(device, precision):
                 logits = model(batch).float()
             if logits.ndim != 2 or logits.shape[0] != len(batch):
@@ -379,17 +394,8 @@ def predict_logits(
         return batched_logits(model, images, batch_size=batch_size, device=device)
     if len(images) == 0:
         raise InvalidArgumentError("Cannot evaluate on an empty set of images.")
-    fast = fast_copy(model)
-    chunks = []
-    # The prepared copy is in eval mode already; this is for a model that could not be copied.
-    with eval_mode(fast), torch.inference_mode():
-        for chunk in images.split(batch_size):
-            batch = to_float_images(chunk.to(device)).contiguous(memory_format=torch.channels_last)
-            with autocast_context(device, resolved):
-                logits = fast(batch).float()
-            if logits.ndim != 2 or logits.shape[0] != len(batch):
-                raise InvalidArgumentError(
-                    f"The model must return (N, classes) logits, got {tuple(logits.shape)}."
-                )
-            chunks.append(logits)
-    return torch.cat(chunks)
+    # The prepared copy is in eval mode already; eval_mode is for a model that could not be
+    # copied.
+    return _logits_in_batches(
+        fast_copy(model), images, batch_size, device, resolved, channels_last=True
+    )
