@@ -27,7 +27,7 @@ from ..devices import (
     select_device,
     select_precision,
 )
-from .augment import RandomAffine
+from .augment import RandomAffine, RandomAppearance
 from .callbacks import BestSoFar, Callback, EarlyStopping
 from .config import (
     BASE_RECIPE,
@@ -56,6 +56,7 @@ __all__ = [
     "History",
     "ModelEMA",
     "RandomAffine",
+    "RandomAppearance",
     "TrainConfig",
     "Trainer",
     "autocast_context",

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import to_float_images
 from ..errors import InvalidArgumentError
-from .augment import RandomAffine
+from .augment import Augmentation
 
 __all__ = [
     "BatchSource",
@@ -203,7 +203,7 @@ class BatchSource:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
-        augment: RandomAffine | None = None,
+        augment: Augmentation | None = None,
         channels_last: bool = False,
     ) -> None:
         self.training = training

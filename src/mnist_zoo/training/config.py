@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 from ..devices import PRECISIONS, Precision
 from ..errors import InvalidArgumentError
 from ..registry import ModelEntry, get_model_entry
-from .augment import RandomAffine
+from .augment import RandomAffine, RandomAppearance
 from .callbacks import EarlyStopping
 from .progress import PROGRESS_MODES
 
@@ -99,6 +99,9 @@ class TrainConfig:
         label_smoothing: Label smoothing of the training loss, in [0, 1).
         augment: A :class:`RandomAffine` applied to every training batch, or ``None``.
             ``True``/``False`` and a dict of its fields are accepted and converted.
+        appearance: A :class:`RandomAppearance` applied after ``augment`` (stroke width,
+            contrast, background, noise), or ``None`` (the base recipe has none); a dict of
+            its fields is converted.
         ema_decay: Decay of an EMA of the weights, which is validated, checkpointed as the best
             and returned instead of the raw weights; ``None`` (or 0) keeps no EMA.
         early_stopping: An :class:`EarlyStopping` (a dict of its fields is converted), or
@@ -126,6 +129,7 @@ class TrainConfig:
     warmup_epochs: float = 2.0
     label_smoothing: float = 0.1
     augment: RandomAffine | None = RandomAffine()
+    appearance: RandomAppearance | None = None
     ema_decay: float | None = 0.999
     early_stopping: EarlyStopping | None = None
     grad_clip: float | None = None
@@ -135,6 +139,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "augment", _as_augment(self.augment))
+        object.__setattr__(self, "appearance", _as_appearance(self.appearance))
         object.__setattr__(self, "early_stopping", _as_early_stopping(self.early_stopping))
         for name in _FLOATS:
             object.__setattr__(self, name, _checked_float(name, getattr(self, name)))
@@ -326,6 +331,14 @@ def _as_augment(value: object) -> RandomAffine | None:
     raise InvalidArgumentError(
         f"augment must be a RandomAffine, True, False or None, got {value!r}."
     )
+
+
+def _as_appearance(value: object) -> RandomAppearance | None:
+    if value is None or isinstance(value, RandomAppearance):
+        return value
+    if isinstance(value, Mapping) and set(value) <= {f.name for f in fields(RandomAppearance)}:
+        return RandomAppearance(**value)
+    raise InvalidArgumentError(f"appearance must be a RandomAppearance or None, got {value!r}.")
 
 
 def _as_early_stopping(value: object) -> EarlyStopping | None:

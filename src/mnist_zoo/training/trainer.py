@@ -33,6 +33,7 @@ from ..devices import seed_everything, select_device, select_precision
 from ..errors import CheckpointError, InvalidArgumentError
 from ..evaluation import EvaluationResult, evaluate_model
 from . import distributed
+from .augment import compose
 from .batches import (
     BatchSource,
     batch_source,
@@ -351,7 +352,7 @@ class Trainer:
             seed=self.config.seed,
             rank=self.rank,
             world_size=self.world_size,
-            augment=self.config.augment if training else None,
+            augment=compose(self.config.augment, self.config.appearance) if training else None,
             channels_last=self.channels_last,
             num_workers=self.num_workers,
         )
