@@ -28,6 +28,8 @@ from mnist_zoo.training.batches import in_memory, split_validation
 #: The appearance changes the v0.2 search tries: thicker and thinner strokes, faded ink,
 #: a grey page and sensor noise, each on half the images.
 APPEARANCE = RandomAppearance(stroke=0.5, contrast=0.5, background=0.5, noise=0.1)
+#: The same changes, weaker and on 30 % of the images.
+MILD_APPEARANCE = RandomAppearance(stroke=0.3, contrast=0.4, background=0.5, noise=0.08, p=0.3)
 ELASTIC = RandomAffine(elastic=2.0)
 
 #: Named changes to a registry recipe.
@@ -44,8 +46,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "appearance": {"appearance": APPEARANCE},
     "elastic": {"augment": ELASTIC},
     "appearance-elastic": {"appearance": APPEARANCE, "augment": ELASTIC},
-    "appearance-elastic-e20": {"appearance": APPEARANCE, "augment": ELASTIC, "epochs": 20},
-    "appearance-elastic-e30": {"appearance": APPEARANCE, "augment": ELASTIC, "epochs": 30},
+    "appearance-e20": {"appearance": APPEARANCE, "epochs": 20},
+    "appearance-mild": {"appearance": MILD_APPEARANCE},
+    "appearance-mild-e20": {"appearance": MILD_APPEARANCE, "epochs": 20},
 }
 
 

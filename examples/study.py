@@ -15,30 +15,34 @@ Training uses each model's registry recipe (``--epochs`` overrides its length), 
 epoch under ``--runs`` (default ``runs/study/NAME/``) and resumes from there, so an interrupted
 run loses at most one epoch. Each trained model is saved there in Hub layout too, so
 ``--pretrained --hub-dir runs/study`` rebuilds the report from the weights, training curves
-included. ``--pretrained`` evaluates the weights only, a minute or two on a CPU; it takes them from
-``hub/NAME/`` when this checkout has the pinned file (same SHA-256), else from the Hub; for weights
-trained elsewhere, ``--histories FOLDER`` finds their ``FOLDER/NAME/history.csv`` (as
-``mnist-zoo train --checkpoint-dir runs/NAME`` writes it) for the training curves.
+included. ``--pretrained`` evaluates the weights only, a few minutes on a CPU (most of them the
+corruption suite); it takes them from ``hub/NAME/`` when this checkout has the pinned file (same
+SHA-256), else from the Hub; for weights trained elsewhere, ``--histories FOLDER`` finds their
+``FOLDER/NAME/history.csv`` (as ``mnist-zoo train --checkpoint-dir runs/NAME`` writes it) for
+the training curves.
 
 The report goes to ``--out`` (default ``report/``, with ``--quick`` ``report/quick/``):
 ``report.md`` and its PNG figures. Test accuracy against the study's published figures,
 per-class accuracy, confusion matrices, the misclassified digits of each model, the overlap of
 errors between the models (shared misclassified images and shared (true, predicted) pairs, as
 the study compared them), the ensemble of the three that the study proposed as a next step,
-and, when histories are at hand, training curves and validation accuracy against training time.
+the corruption suite (accuracy on the 15 MNIST-C corruptions of the test set, their mean, and
+calibration before and after temperature scaling; also written to ``robustness.json``), and, when
+histories are at hand, training curves and validation accuracy against training time.
 
 ``--quick`` trains each model on the first 1,000 training images for one epoch (or, with
-``--pretrained``, only loads them) and evaluates on the first 1,000 test images: a check that
-everything runs, not a result. It writes its checkpoints to ``runs/study-quick/`` and its report
-to ``report/quick/``, so a smoke run never replaces a real run's. Needs matplotlib
-(``pip install "mnist-zoo[plot]"``); without it the script says so in one line and exits with
-status 1.
+``--pretrained``, only loads them) and evaluates on the first 1,000 test images (the corruption
+suite on the first 200): a check that everything runs, not a result. It writes its checkpoints
+to ``runs/study-quick/`` and its report to ``report/quick/``, so a smoke run never replaces a
+real run's. Needs matplotlib (``pip install "mnist-zoo[plot]"``); without it the script says
+so in one line and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import shlex
 import sys
 import time
@@ -57,6 +61,7 @@ from mnist_zoo.evaluation import EvaluationResult, confusion_matrix, evaluate_mo
 from mnist_zoo.hub import HubError, load_pretrained, sha256_file
 from mnist_zoo.pipeline import TrainingRun, train_and_save
 from mnist_zoo.registry import count_parameters, get_model_entry
+from mnist_zoo.robustness import evaluate_corruptions
 from mnist_zoo.training import History
 
 #: The study's three models and their published test accuracies.
@@ -64,6 +69,8 @@ STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
 #: ``--quick`` sizes: enough images for a few batches, few enough to take seconds.
 QUICK_TRAIN_IMAGES = 1_000
 QUICK_TEST_IMAGES = 1_000
+#: ``--quick``'s corruption suite: 16 passes over these images per model.
+QUICK_SUITE_IMAGES = 200
 #: Misclassified digits drawn per model; the most confident mistakes come first.
 MAX_SHOWN_ERRORS = 48
 #: "Converged" for the report: validation accuracy within this many points of its best.
@@ -89,6 +96,7 @@ class ModelRun:
         result: Its evaluation on the test set (or the quick subset of it).
         history: Per-epoch metrics when it was trained here or the history file was found.
         train_time_s: Time spent training, when known.
+        robustness: Its corruption-suite figures (``SuiteResult.to_dict()``), when scored.
     """
 
     name: str
@@ -97,11 +105,37 @@ class ModelRun:
     result: EvaluationResult
     history: History | None = None
     train_time_s: float | None = None
+    robustness: dict[str, Any] | None = None
 
     @property
     def errors(self) -> set[int]:
         """Indices of the misclassified test images."""
         return set(self.result.errors())
+
+
+@dataclass
+class StudyModel:
+    """A model of the study before it is scored: trained here or loaded.
+
+    Attributes:
+        name: Registry name.
+        model: The model, on the CPU.
+        history: Per-epoch metrics, when known.
+        train_time_s: Time spent training, when known.
+        source: Where the weights came from, for the report.
+        result: Its test result when trained here (scored once, after training), else None.
+        temperature: Its temperature, fitted on its validation split, when known.
+        robustness: Its corruption-suite figures when training already scored them.
+    """
+
+    name: str
+    model: nn.Module
+    history: History | None
+    train_time_s: float | None
+    source: str
+    result: EvaluationResult | None = None
+    temperature: float | None = None
+    robustness: dict[str, Any] | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -180,6 +214,7 @@ def train_model(name: str, args: argparse.Namespace) -> TrainingRun:
         progress="plain",
         limit=QUICK_TRAIN_IMAGES if args.quick else None,
         test_limit=QUICK_TEST_IMAGES if args.quick else None,
+        suite=not args.quick,  # the corruption suite takes minutes; --quick is a smoke run
         **overrides,
     )
 
@@ -242,9 +277,7 @@ def pinned_copy(name: str) -> str | Path:
     return name
 
 
-def get_models(
-    args: argparse.Namespace, train: mnist_zoo.MNIST
-) -> list[tuple[str, nn.Module, History | None, float | None, str, EvaluationResult | None]]:
+def get_models(args: argparse.Namespace, train: mnist_zoo.MNIST) -> list[StudyModel]:
     """Train or load every model the command line names.
 
     Args:
@@ -252,8 +285,9 @@ def get_models(
         train: The training split (unused with ``--pretrained``).
 
     Returns:
-        Per model: its name, the model, its history, its training time, its source and, for a
-        model trained here, its test result (``None`` for a loaded one, not yet scored).
+        Per model: the model, its history and training time, its source and, for a model
+        trained here, its test result and (without ``--quick``) its corruption-suite figures;
+        a loaded one is not scored yet.
 
     Raises:
         HubError: A model's weights could not be loaded.
@@ -267,14 +301,47 @@ def get_models(
             history = find_history(name, Path(cfg["source"]).parent, args.histories)
             seconds = training_time(history, cfg.get("metrics") or {})
             source = f"loaded from `{where}`" + (f" ({cfg['repo_id']})" if cfg["repo_id"] else "")
-            models.append((name, model, history, seconds, source, None))
+            temperature = cfg.get("temperature")
+            models.append(StudyModel(name, model, history, seconds, source, None, temperature))
             continue
         run = train_model(name, args)
         images = min(QUICK_TRAIN_IMAGES, len(train)) if args.quick else len(train)
         seconds = training_time(run.history, {})
         source = f"trained here, {len(run.history)} epoch(s) on {images:,} images"
-        models.append((name, run.model, run.history, seconds, source, run.result))
+        trained = StudyModel(name, run.model, run.history, seconds, source, run.result)
+        trained.temperature = run.calibration["temperature"] if run.calibration else None
+        trained.robustness = run.metrics.get("robustness")
+        models.append(trained)
     return models
+
+
+def score_suite(
+    study_model: StudyModel, images: torch.Tensor, targets: torch.Tensor
+) -> dict[str, Any]:
+    """The model's corruption-suite figures on ``images``, with its temperature when known.
+
+    A model trained here without ``--quick`` was already scored by ``train_and_save`` on the
+    same test images (with the same seed and temperature); its figures are used as they are.
+
+    Args:
+        study_model: The model.
+        images: The test images the suite corrupts, uint8 (N, 1, 28, 28).
+        targets: Their labels.
+
+    Returns:
+        ``SuiteResult.to_dict()``: clean and per-corruption accuracy, the mean, NLL and ECE.
+    """
+    stored = study_model.robustness
+    if stored is not None and stored.get("num_images") == len(images):
+        return stored
+    start = time.perf_counter()
+    result = evaluate_corruptions(
+        study_model.model, images, targets, temperature=study_model.temperature
+    )
+    print(f"{study_model.name}: corruption suite, mean accuracy "
+          f"{_percent(result.mean_accuracy)} on {len(images):,} images "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+    return result.to_dict()
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -568,6 +635,59 @@ def plot_shared_errors(runs: Sequence[ModelRun], test_images: torch.Tensor, path
     _save(fig, path)
 
 
+def suite_rows(runs: Sequence[ModelRun]) -> list[tuple[str, list[float]]]:
+    """Accuracy (%) of each model on the clean images, each corruption and their mean.
+
+    Args:
+        runs: The evaluated models, all with their corruption-suite figures.
+
+    Returns:
+        (row label, one accuracy per model) for clean, the 15 corruptions and the mean.
+    """
+    suites = [run.robustness or {} for run in runs]
+    rows = [("clean", [100 * suite["clean_accuracy"] for suite in suites])]
+    for name in suites[0]["corruption_accuracy"]:
+        rows.append((name, [100 * suite["corruption_accuracy"][name] for suite in suites]))
+    rows.append(("mean of the corruptions",
+                 [100 * suite["mean_corruption_accuracy"] for suite in suites]))  # fmt: skip
+    return rows
+
+
+def plot_corruptions(runs: Sequence[ModelRun], path: Path) -> None:
+    """Heat-map of accuracy per corruption (rows) and model (columns), each cell labelled.
+
+    Args:
+        runs: The evaluated models, all with their corruption-suite figures.
+        path: Where to write the PNG.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = suite_rows(runs)
+    values = np.array([accuracies for _, accuracies in rows])
+    # Narrower than WIDTH with few models: a cell needs room for "99.53", not a whole column.
+    width = min(WIDTH, 2.6 + 1.4 * len(runs))
+    fig, ax = plt.subplots(figsize=(width, 0.3 * len(rows) + 1.1))
+    low = max(0.0, float(values.min()) - 5)  # the whole colour scale for the range shown
+    image = ax.imshow(values, cmap="RdYlGn", vmin=low, vmax=100, aspect="auto")
+    for (row, column), value in np.ndenumerate(values):
+        # Dark text on the light middle of the scale, light text on its dark ends.
+        shade = image.norm(value)
+        colour = "white" if shade < 0.15 or shade > 0.85 else "black"
+        ax.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=SMALL,
+                color=colour)  # fmt: skip
+    for edge in (0.5, len(rows) - 1.5):  # set clean and the mean apart from the corruptions
+        ax.axhline(edge, color="white", linewidth=3)
+    ax.set_xticks(range(len(runs)), [run.name for run in runs])
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(rows)), [label.replace("_", " ") for label, _ in rows])
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+    n = (runs[0].robustness or {}).get("num_images", 0)
+    ax.set_title(f"accuracy (%) under each corruption, {n:,} test images each",
+                 fontsize=10, pad=24)  # above the model names  # fmt: skip
+    _save(fig, path)
+
+
 def plot_training_curves(runs: Sequence[ModelRun], path: Path) -> None:
     """Validation accuracy and losses per epoch for each model that has a history.
 
@@ -754,6 +874,7 @@ def report_markdown(
         lines += [f"![{run.name} errors]({figures['errors_' + run.name]})", ""]
 
     lines += overlap_markdown(runs, ensemble, figures)
+    lines += robustness_markdown(runs, figures, quick=args.quick)
     lines += training_markdown(runs, figures)
     return "\n".join(lines) + "\n"
 
@@ -822,6 +943,61 @@ def overlap_markdown(
     return [*lines, ""]
 
 
+def robustness_markdown(
+    runs: Sequence[ModelRun], figures: dict[str, str], *, quick: bool
+) -> list[str]:
+    """The corruption-suite section: accuracy per corruption, the mean, and calibration.
+
+    One column per model, so that no row starts with a model's name (the accuracy table's).
+
+    Args:
+        runs: The evaluated models, all with their corruption-suite figures.
+        figures: Figure file name by key.
+        quick: Whether the suite ran on the quick subset.
+
+    Returns:
+        Markdown lines.
+    """
+    suites = [run.robustness or {} for run in runs]
+    n = suites[0]["num_images"]
+    lines = [
+        "## Robustness: the corruption suite",
+        "",
+        f"Accuracy on {n:,} test images and on 15 corrupted copies of them (MNIST-C's "
+        f"corruptions, `mnist_zoo.robustness.evaluate_corruptions`, seed {suites[0]['seed']}), "
+        f"and calibration on the clean images: ECE ({suites[0]['ece_bins']} bins) and NLL, "
+        "before and after dividing the logits by the model's temperature, fitted on its "
+        'validation split ("-" where the weights record none). The figures are also in '
+        "`robustness.json`.",
+        "",
+    ]
+    if quick:
+        lines += [f"> **Quick mode**: the suite scores the first {n:,} test images only.", ""]
+    lines += [
+        "| test set | " + " | ".join(run.name for run in runs) + " |",
+        "| --- | " + " | ".join("---:" for _ in runs) + " |",
+    ]
+    for label, accuracies in suite_rows(runs):
+        cells = " | ".join(f"{value:.2f}%" for value in accuracies)
+        lines.append(f"| {label.replace('_', ' ')} | {cells} |")
+
+    def row(label: str, key: str, fmt: str) -> str:
+        cells = [format(s[key], fmt) if s.get(key) is not None else "-" for s in suites]
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines += [
+        row("ECE", "ece", ".2%"),
+        row("ECE after temperature scaling", "ece_scaled", ".2%"),
+        row("NLL (nats)", "nll", ".4f"),
+        row("NLL after temperature scaling", "nll_scaled", ".4f"),
+        row("temperature", "temperature", ".3f"),
+        "",
+        f"![accuracy per corruption]({figures['corruptions']})",
+        "",
+    ]
+    return lines
+
+
 def training_markdown(runs: Sequence[ModelRun], figures: dict[str, str]) -> list[str]:
     """The training section: time, epochs and convergence, when histories or timings exist.
 
@@ -859,6 +1035,47 @@ def training_markdown(runs: Sequence[ModelRun], figures: dict[str, str]) -> list
     return lines
 
 
+def draw_figures(
+    runs: Sequence[ModelRun], ensemble: EvaluationResult, test_images: torch.Tensor, out: Path
+) -> dict[str, str]:
+    """Draw every figure the report shows into ``out``.
+
+    Args:
+        runs: The evaluated models.
+        ensemble: The ensemble's evaluation.
+        test_images: The test images they were scored on, uint8 (N, 1, 28, 28).
+        out: The report folder.
+
+    Returns:
+        Figure file name by key, for those that were drawn.
+    """
+    figures = {
+        "accuracy": "accuracy.png",
+        "per_class": "per_class_accuracy.png",
+        "confusion": "confusion_matrices.png",
+        "overlap": "error_overlap.png",
+        "corruptions": "corruptions.png",
+    }
+    plot_accuracy(runs, ensemble, out / figures["accuracy"])
+    plot_per_class(runs, out / figures["per_class"])
+    plot_confusions(runs, out / figures["confusion"], ensemble)
+    plot_error_overlap(runs, out / figures["overlap"])
+    plot_corruptions(runs, out / figures["corruptions"])
+    for run in runs:
+        figures[f"errors_{run.name}"] = f"misclassified_{run.name}.png"
+        plot_misclassified(run, test_images, out / figures[f"errors_{run.name}"])
+    if set.intersection(*(run.errors for run in runs)):
+        figures["shared"] = "shared_errors.png"
+        plot_shared_errors(runs, test_images, out / figures["shared"])
+    if any(run.history is not None for run in runs):
+        figures["curves"] = "training_curves.png"
+        plot_training_curves(runs, out / figures["curves"])
+    if any(run.train_time_s is not None for run in runs):
+        figures["time"] = "accuracy_vs_time.png"
+        plot_accuracy_vs_time(runs, out / figures["time"])
+    return figures
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -889,10 +1106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     train = mnist_zoo.MNIST(args.data, split="train")
     test = mnist_zoo.MNIST(args.data, split="test")
-    test_images, test_targets = test.images, test.targets
-    if args.quick:
-        test_images = test_images[:QUICK_TEST_IMAGES]
-        test_targets = test_targets[:QUICK_TEST_IMAGES]
+    limit = QUICK_TEST_IMAGES if args.quick else None
+    test_images, test_targets = test.images[:limit], test.targets[:limit]
 
     try:
         models = get_models(args, train)
@@ -900,44 +1115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nCannot load the weights: {error}", file=sys.stderr)
         return 1
 
-    runs = []
-    for name, model, history, seconds, source, result in models:
+    runs, suite_size = [], QUICK_SUITE_IMAGES if args.quick else len(test_images)
+    for m in models:
+        # The test set is scored once: a model trained here was scored after training.
+        result = m.result
         if result is None:
-            # The test set is scored once: a model trained here was scored after training.
-            result = evaluate_model(model, test_images, test_targets)
-        run = ModelRun(name, count_parameters(model), source, result, history, seconds)
-        runs.append(run)
-        print(f"{name}: test accuracy {_percent(result.accuracy)} on {result.num_images:,} images")
+            result = evaluate_model(m.model, test_images, test_targets)
+        print(f"{m.name}: test accuracy {_percent(result.accuracy)} on {len(result.targets):,} "
+              "images")  # fmt: skip
+        suite = score_suite(m, test_images[:suite_size], test_targets[:suite_size])
+        runs.append(ModelRun(m.name, count_parameters(m.model), m.source, result, m.history,
+                             m.train_time_s, suite))  # fmt: skip
     ensemble = ensemble_result(runs)
     print(f"ensemble: test accuracy {_percent(ensemble.accuracy)}")
 
     args.out.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "accuracy": "accuracy.png",
-        "per_class": "per_class_accuracy.png",
-        "confusion": "confusion_matrices.png",
-        "overlap": "error_overlap.png",
-    }
-    plot_accuracy(runs, ensemble, args.out / figures["accuracy"])
-    plot_per_class(runs, args.out / figures["per_class"])
-    plot_confusions(runs, args.out / figures["confusion"], ensemble)
-    plot_error_overlap(runs, args.out / figures["overlap"])
-    for run in runs:
-        figures[f"errors_{run.name}"] = f"misclassified_{run.name}.png"
-        plot_misclassified(run, test_images, args.out / figures[f"errors_{run.name}"])
-    if set.intersection(*(run.errors for run in runs)):
-        figures["shared"] = "shared_errors.png"
-        plot_shared_errors(runs, test_images, args.out / figures["shared"])
-    if any(run.history is not None for run in runs):
-        figures["curves"] = "training_curves.png"
-        plot_training_curves(runs, args.out / figures["curves"])
-    if any(run.train_time_s is not None for run in runs):
-        figures["time"] = "accuracy_vs_time.png"
-        plot_accuracy_vs_time(runs, args.out / figures["time"])
-
+    figures = draw_figures(runs, ensemble, test_images, args.out)
+    robustness = {"command": command, "models": {run.name: run.robustness for run in runs}}
+    (args.out / "robustness.json").write_text(json.dumps(robustness, indent=2) + "\n")
     report = report_markdown(args, command, checks.format(), runs, ensemble, figures)
     (args.out / "report.md").write_text(report, encoding="utf-8")
-    print(f"\nwrote {args.out / 'report.md'} and {len(figures)} figures "
+    print(f"\nwrote {args.out / 'report.md'}, robustness.json and {len(figures)} figures "
           f"in {time.perf_counter() - start:.0f} s")  # fmt: skip
     return 0
 

@@ -4,6 +4,15 @@
     python scripts/release.py --cards-only    # re-render the cards only; no data, no scoring
     python scripts/release.py --pins          # print the registry pins of the files in hub/
     python scripts/release.py --write-pins    # ... and write them into src/mnist_zoo/models.py
+    python scripts/release.py --write-pins --tag v0.2.0   # archive hub/NAME as a new release
+
+Versions are data. ``hub/TAG/NAME/`` is the frozen archive of release TAG (never rewritten),
+and ``hub/NAME/`` holds the default release's files (what ``--model hub/NAME`` loads). The
+``PRETRAINED`` block of ``src/mnist_zoo/models.py`` pins every archived tag, each by its own
+files, and ``DEFAULT_RELEASE`` names the tag whose archive is byte-identical to ``hub/NAME/``.
+Publishing v0.2.0 is then: train into ``hub/NAME``, ``--write-pins --tag v0.2.0`` (copies
+``hub/NAME`` to ``hub/v0.2.0/NAME`` and pins it as the default), push each folder with
+``mnist-zoo push`` and tag ``v0.2.0``. Nothing in the package's code changes.
 
 For each of simplecnn, deepercnn and minivgg in ``hub/``: load the folder, score it in fp32 on
 the MNIST test set and check the score is the one its card states; time inference. Then score
@@ -24,8 +33,10 @@ block in ``models.py`` with it. Run it after anything rewrites a ``config.json``
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,7 +48,6 @@ from mnist_zoo.atomic import atomic_write
 from mnist_zoo.ensemble import PRETRAINED_MEMBERS
 from mnist_zoo.hub import LIBRARY_NAME, save_pretrained, sha256_file, write_card
 
-RELEASE_TAG = f"v{mnist_zoo.__version__}"
 MODELS_PY = Path(__file__).resolve().parents[1] / "src" / "mnist_zoo" / "models.py"
 
 
@@ -83,48 +93,132 @@ def refresh_cards(hub_dir: Path) -> list[Path]:
     return cards
 
 
-def pins(hub_dir: Path, metrics: dict[str, float] | None = None) -> str:
-    """The ``PRETRAINED`` block of ``src/mnist_zoo/models.py`` for the files in ``hub_dir``.
-
-    Each member is pinned by the release tag, its weights' SHA-256 and size, and the SHA-256
-    of its ``config.json``, exactly as the bytes are now.
+def release_tags(hub_dir: Path) -> list[str]:
+    """The archived release tags, ``hub_dir/vX.Y.Z/``, oldest first.
 
     Args:
-        hub_dir: The folder holding ``simplecnn/``, ``deepercnn/`` and ``minivgg/``.
-        metrics: Test accuracy per member; default: the one each ``config.json`` records.
+        hub_dir: The folder holding ``NAME/`` (the default release) and ``TAG/NAME/``.
 
     Returns:
-        The Python source of the block, from ``PRETRAINED = {`` to its closing brace.
+        The tags whose folder holds every pretrained member, sorted by version.
     """
-    lines = ["PRETRAINED = {"]
+    tags = [
+        d.name
+        for d in hub_dir.glob("v*")
+        if re.fullmatch(r"v\d+(\.\d+)*", d.name)
+        and all((d / n / "model.safetensors").is_file() for n in PRETRAINED_MEMBERS)
+    ]
+    return sorted(tags, key=lambda tag: tuple(int(x) for x in tag[1:].split(".")))
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    names = ("model.safetensors", "config.json")
+    return all(
+        (a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, shallow=False)
+        for n in names
+    )
+
+
+def default_tag(hub_dir: Path) -> str:
+    """The archived tag whose files ``hub_dir/NAME/`` holds, for every member.
+
+    Args:
+        hub_dir: As :func:`release_tags`.
+
+    Returns:
+        The tag.
+
+    Raises:
+        SystemExit: No archived tag (or several) matches ``hub_dir/NAME/``.
+    """
+    matching = [
+        tag
+        for tag in release_tags(hub_dir)
+        if all(_same_files(hub_dir / n, hub_dir / tag / n) for n in PRETRAINED_MEMBERS)
+    ]
+    if len(matching) != 1:
+        raise SystemExit(
+            f"{hub_dir}/NAME matches {len(matching)} archived releases ({', '.join(matching)}), "
+            "not one: archive the files in hub/NAME as a new release with --tag vX.Y.Z."
+        )
+    return matching[0]
+
+
+def archive(hub_dir: Path, tag: str) -> None:
+    """Copy ``hub_dir/NAME/`` (members and ensemble) to ``hub_dir/TAG/NAME/``, once.
+
+    Args:
+        hub_dir: As :func:`release_tags`.
+        tag: The release tag, ``vX.Y.Z``.
+
+    Raises:
+        SystemExit: The tag is malformed, or its archive exists with other files (an
+            archive is frozen: its pins are published).
+    """
+    if not re.fullmatch(r"v\d+\.\d+\.\d+", tag):
+        raise SystemExit(f"--tag must look like v0.2.0, got {tag!r}")
+    for name in (*PRETRAINED_MEMBERS, "ensemble"):
+        src, dst = hub_dir / name, hub_dir / tag / name
+        if dst.exists():
+            if name != "ensemble" and not _same_files(src, dst):
+                raise SystemExit(f"{dst} exists with other files: a published release is frozen")
+            continue
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints", ".*"))
+
+
+def pins(hub_dir: Path, metrics: dict[str, float] | None = None) -> str:
+    """The ``DEFAULT_RELEASE`` and ``PRETRAINED`` block of ``src/mnist_zoo/models.py``.
+
+    Every archived tag (:func:`release_tags`) of each member is pinned by its own files: the
+    weights' SHA-256 and size and the SHA-256 of its ``config.json``, exactly as the bytes
+    are now. The default is the tag ``hub_dir/NAME/`` holds (:func:`default_tag`).
+
+    Args:
+        hub_dir: The folder holding ``NAME/`` and ``TAG/NAME/`` for each member.
+        metrics: Test accuracy per member of the default release; default: the one each
+            ``config.json`` records.
+
+    Returns:
+        The Python source, from ``DEFAULT_RELEASE = ...`` to ``PRETRAINED``'s closing brace.
+    """
+    default = default_tag(hub_dir)
+    lines = [f'DEFAULT_RELEASE = "{default}"', "PRETRAINED = {"]
     for name in PRETRAINED_MEMBERS:
-        folder = hub_dir / name
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        accuracy = (metrics or {}).get(name, config["metrics"]["test_accuracy"])
-        lines += [
-            f'    "{name}": PretrainedWeights(',
-            f'        repo_id="{config["repo_id"]}",',
-            "        revision=_RELEASE,",
-            f'        sha256="{sha256_file(folder / "model.safetensors")}",',
-            f"        size={(folder / 'model.safetensors').stat().st_size:_},",
-            f'        config_sha256="{sha256_file(folder / "config.json")}",',
-            f'        metrics={{"test_accuracy": {accuracy!r}}},',
-            "    ),",
-        ]
+        lines.append(f'    "{name}": {{')
+        for tag in release_tags(hub_dir):
+            folder = hub_dir / tag / name
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            accuracy = config["metrics"]["test_accuracy"]
+            if tag == default:
+                accuracy = (metrics or {}).get(name, accuracy)
+            lines += [
+                f'        "{tag}": PretrainedWeights(',
+                f'            repo_id="{config["repo_id"]}",',
+                f'            revision="{tag}",',
+                f'            sha256="{sha256_file(folder / "model.safetensors")}",',
+                f"            size={(folder / 'model.safetensors').stat().st_size:_},",
+                f'            config_sha256="{sha256_file(folder / "config.json")}",',
+                f'            metrics={{"test_accuracy": {accuracy!r}}},',
+                "        ),",
+            ]
+        lines.append("    },")
     return "\n".join([*lines, "}"])
 
 
 def write_pins(block: str, models_py: Path = MODELS_PY) -> None:
-    """Replace the ``PRETRAINED = {...}`` block of ``models_py`` with ``block``.
+    """Replace the ``DEFAULT_RELEASE = ...`` and ``PRETRAINED = {...}`` block of ``models_py``.
 
     Args:
         block: What :func:`pins` returns.
         models_py: The module that holds the block.
     """
     text = models_py.read_text(encoding="utf-8")
-    pattern = re.compile(r"^PRETRAINED = \{\n.*?^\}$", flags=re.M | re.S)
+    pattern = re.compile(r"^DEFAULT_RELEASE = .*?\nPRETRAINED = \{\n.*?^\}$", flags=re.M | re.S)
     if len(pattern.findall(text)) != 1:
-        raise SystemExit(f"{models_py} has no single 'PRETRAINED = {{ ... }}' block to replace")
+        raise SystemExit(
+            f"{models_py} has no single 'DEFAULT_RELEASE = ...' + 'PRETRAINED = {{ ... }}' "
+            "block to replace"
+        )
     atomic_write(models_py, pattern.sub(lambda _: block, text))
 
 
@@ -166,8 +260,14 @@ def main() -> int:
         action="store_true",
         help="as --pins, and write the block into src/mnist_zoo/models.py",
     )
+    p.add_argument(
+        "--tag",
+        help="with --pins/--write-pins: first archive hub/NAME as release TAG (hub/TAG/NAME)",
+    )
     args = p.parse_args()
     if args.pins or args.write_pins:
+        if args.tag:
+            archive(args.hub_dir, args.tag)
         block = pins(args.hub_dir)
         print(block)
         if args.write_pins:
@@ -190,6 +290,7 @@ def main() -> int:
         save_pretrained(
             model, folder, name=name, model_kwargs=config["model_kwargs"],
             recipe=config["recipe"], metrics=config["metrics"], repo_id=config["repo_id"],
+            calibration=config.get("calibration"),
         )  # fmt: skip
         assert sha256_file(folder / "model.safetensors") == before
         result = mnist_zoo.evaluate_model(model, test.images, test.targets)

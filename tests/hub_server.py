@@ -82,6 +82,16 @@ class FakeHub:
         files = {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
         return self.add_commit(repo_id, files, branch=branch)
 
+    def add_tag(self, repo_id: str, tag: str, commit: str) -> None:
+        """Point ``tag`` at ``commit``; the Hub resolves tags and branches alike."""
+        self.repos[repo_id].refs[tag] = commit
+
+    def add_release(self, repo_id: str, folder: str | Path, tag: str) -> str:
+        """Commit ``folder`` on ``main`` and tag it ``tag``, as a release; returns the commit."""
+        commit = self.add_folder(repo_id, folder)
+        self.add_tag(repo_id, tag, commit)
+        return commit
+
     def set_file(self, repo_id: str, commit: str, filename: str, data: bytes) -> None:
         """Replace a file's bytes in an existing commit, as a tampered server would."""
         self.repos[repo_id].commits[commit][filename] = data

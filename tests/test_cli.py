@@ -80,6 +80,7 @@ def test_train_then_evaluate_then_predict(
     code, out, err = run(
         capsys, "train", "simplecnn", "--epochs", "1", "--limit", "6000", "--val-size", "1000",
         "--data", str(mnist_root), "--out", str(out_dir), "--no-progress", "--precision", "fp32",
+        "--no-suite",
     )  # fmt: skip
     assert code == 0, err
     assert "test accuracy" in out
@@ -100,6 +101,7 @@ def test_train_then_evaluate_then_predict(
     code, out, _ = run(
         capsys, "train", "simplecnn", "--epochs", "1", "--limit", "6000", "--val-size", "1000",
         "--data", str(mnist_root), "--out", str(out_dir), "--no-progress", "--precision", "fp32",
+        "--no-suite",
         "--resume",
     )  # fmt: skip
     assert code == 0 and "resumed" in out

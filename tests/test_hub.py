@@ -157,12 +157,14 @@ def test_first_download_then_cache_with_server_stopped(load, server, published, 
     assert {m for m, _, _ in server.requests} == {"HEAD", "GET"}
     assert all("/resolve/" in path for _, path, _ in server.requests)
     assert all(f"mnist_zoo/{mnist_zoo.__version__}" in ua for _, _, ua in server.requests)
-    assert same_weights(load(revision="main"), published.state_b)  # caches the ref main -> B
+    # Caches the ref main -> B.
+    assert same_weights(load(revision="main", trust_unverified=True), published.state_b)
 
     server.stop()
     # A pinned commit that is cached needs no network at all; a branch needs offline mode.
     assert same_weights(load(), published.state_a)
-    assert same_weights(load(revision="main", local_files_only=True), published.state_b)
+    offline = load(revision="main", local_files_only=True, trust_unverified=True)
+    assert same_weights(offline, published.state_b)
 
 
 def test_pinned_revision_wins_over_main(load, published, caplog):
@@ -170,7 +172,7 @@ def test_pinned_revision_wins_over_main(load, published, caplog):
         assert same_weights(load(), published.state_a)
         assert same_weights(load(revision=published.commit_a), published.state_a)
         assert not caplog.records
-        model = load(revision="main")
+        model = load(revision="main", trust_unverified=True)
     assert same_weights(model, published.state_b)
     assert model.pretrained_cfg["revision"] == published.commit_b
     assert model.pretrained_cfg["sha256"] == published.sha_b
@@ -200,10 +202,10 @@ def test_corruption_in_transit_is_caught_by_the_etag(load, server, published):
     # With revision= the pin does not apply; the Hub's ETag (the LFS SHA-256) still guards.
     server.corrupt_in_transit.add(WEIGHTS)
     with pytest.raises(hub.ChecksumMismatchError, match="ETag") as err:
-        load(revision="main")
+        load(revision="main", trust_unverified=True)
     assert published.sha_b in str(err.value)
     server.corrupt_in_transit.clear()
-    assert same_weights(load(revision="main"), published.state_b)
+    assert same_weights(load(revision="main", trust_unverified=True), published.state_b)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +220,7 @@ def test_corruption_in_transit_is_caught_by_the_etag(load, server, published):
 def test_not_found_on_the_hub(load, monkeypatch, published, weights, revision, error, named):
     builds = register(monkeypatch, published, **weights)
     with pytest.raises(error, match=named) as err:
-        load(revision=revision)
+        load(revision=revision, trust_unverified=True)  # "v9" is pinned by no release
     assert isinstance(err.value, hub.HubNotFoundError)
     assert builds == []
 
@@ -242,7 +244,7 @@ repo_id, commit, sha256 = sys.argv[1:4]
 register_model(SimpleCNN, name="testcnn_hub", pretrained=PretrainedWeights(repo_id, commit, sha256))
 out = {"source": hub.load_pretrained("testcnn_hub").pretrained_cfg["source"]}
 try:
-    hub.load_pretrained("testcnn_hub", revision="never-fetched")
+    hub.load_pretrained("testcnn_hub", revision="never-fetched", trust_unverified=True)
 except hub.HubError as err:
     out["error"] = [type(err).__name__, str(err)]
 print(json.dumps(out))

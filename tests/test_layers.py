@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "metrics": 7,  # loads pretrained models by name through the hub
     "": 8,  # mnist_zoo/__init__.py, the public facade over everything below
     "cli": 9,
+    "cli_evaluate": 9,  # the evaluate command's options and its corruption suite, beside cli
     "serve": 9,
     "__main__": 9,
 }

@@ -20,7 +20,9 @@ from mnist_zoo.errors import (
 from mnist_zoo.pipeline import TrainingRun, run_metrics, train_and_save
 
 #: A smoke run: 2,500 training images after a 500-image validation split, one epoch.
-SMALL = dict(limit=3000, val_size=500, epochs=1, precision="fp32", device="cpu", progress=False)
+SMALL = dict(
+    limit=3000, val_size=500, epochs=1, precision="fp32", device="cpu", progress=False, suite=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +119,7 @@ def test_a_run_of_two_steps_trains_and_saves(mnist_root: Path, tmp_path: Path) -
     # out, two batches of 128, a one-cycle schedule of two steps.
     run = train_and_save(
         "simplecnn", data=mnist_root, out=tmp_path / "out", limit=5300, epochs=1,
-        precision="fp32", device="cpu", progress=False, test_limit=500,
+        precision="fp32", device="cpu", progress=False, test_limit=500, suite=False,
     )  # fmt: skip
     assert (run.out / "model.safetensors").is_file() and len(run.history) == 1
 

@@ -125,7 +125,15 @@ def test_the_studys_models_train_with_the_base_recipe(name: str) -> None:
     assert registry.get_model_entry(name).recipe is None
     info = mnist_zoo.model_info(name)
     assert info["recipe"] == {}
-    assert list(info) == ["name", "description", "parameters", "recipe", "pretrained"]
+    assert list(info) == [
+        "name",
+        "description",
+        "parameters",
+        "recipe",
+        "pretrained",
+        "default_release",
+        "releases",
+    ]
 
 
 def test_create_model_passes_num_classes_only_when_given() -> None:

@@ -46,13 +46,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"No model matches {args.pattern!r}.", file=sys.stderr)
         return 1
     print(f"{'model':<12}{'parameters':>12}  {'pretrained':<11}description")
+    releases = []
     for name in names:
         info = model_info(name)
-        weights = get_model_entry(name).pretrained
-        acc = weights.metrics.get("test_accuracy") if weights else None
-        pre = f"{100 * acc:.2f}%" if acc else ("yes" if weights else "-")
+        entry = get_model_entry(name)
+        pre = _accuracy_of(entry.pretrained) or ("yes" if entry.pretrained else "-")
         print(f"{name:<12}{info['parameters']:>12,}  {pre:<11}{info['description']}")
+        for tag, pin in entry.releases.items():
+            default = "  (default)" if tag == entry.default_release else ""
+            releases.append(f"{name:<12}{tag:<10}{_accuracy_of(pin) or '-':>7}{default}")
+    if releases:
+        print("\npinned releases (load one as NAME@TAG, e.g. minivgg@v0.1.0):")
+        print("\n".join(releases))
     return 0
+
+
+def _accuracy_of(pin: Any) -> str:
+    acc = pin.metrics.get("test_accuracy") if pin is not None else None
+    return f"{100 * acc:.2f}%" if acc else ""
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
@@ -149,28 +160,57 @@ def _cmd_train(args: argparse.Namespace) -> int:
             device=args.device or "auto",
             limit=args.limit,
             progress="plain" if args.no_progress else "auto",
+            suite=not args.no_suite,
             **{k: v for k, v in overrides.items() if v is not None},
         )
     except MNISTNotFoundError as err:
         raise _missing_data(err, args.data) from err
     print(run.summary())
+    _print_calibration(run.calibration, run.metrics.get("robustness"))
     return 0
 
 
+def _print_calibration(calibration: dict | None, suite: dict | None) -> None:
+    """The train command's lines on the fitted temperature and the corruption suite."""
+    if calibration is None:
+        print("calibration: no validation split (--val-size 0), so no temperature was fitted.")
+    else:
+        test = calibration["test"]
+        print(
+            f"calibration: temperature {calibration['temperature']:.3f} fitted on "
+            f"{calibration['fitted_on']['num_images']:,} validation images; test ECE "
+            f"{100 * test['ece_before']:.2f}% before, {100 * test['ece_after']:.2f}% after"
+        )
+    if suite is not None:
+        print(
+            f"corruption suite: mean accuracy {100 * suite['mean_corruption_accuracy']:.2f}% over "
+            f"{len(suite['corruption_accuracy'])} corruptions (clean "
+            f"{100 * suite['clean_accuracy']:.2f}%)"
+        )
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .cli_evaluate import check_evaluate_options, limit_note, run_suite
     from .evaluation import evaluate_model
 
+    check_evaluate_options(args)
     model = _load_model(
         args.model,
         args.device,
         "pass a folder instead of the name, e.g. `mnist-zoo evaluate {folder}`",
     )
     test = _load_split(args.data, "test", args.download)
-    result = evaluate_model(model, test.images, test.targets, precision=args.precision)
+    if args.suite is not None:
+        return run_suite(args, model, test, lambda: _load_split(args.data, "train", args.download))
+    n = len(test) if args.limit is None else args.limit
+    result = evaluate_model(
+        model, test.images[:n], test.targets[:n], precision=args.precision, tta=args.tta
+    )
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "tta": args.tta}, indent=2))
     else:
-        print(f"{args.model} on the MNIST test set ({result.num_images} images)\n")
+        tta = "; tta: true" if args.tta else ""
+        print(f"{args.model} on the MNIST test set ({limit_note(args.limit, len(test))}{tta})\n")
         print(result.format())
     return 0
 
@@ -182,7 +222,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     status = 0
     for path in args.images:
         try:
-            pred = predict(model, path)
+            pred = predict(model, path, tta=args.tta)
         except (MnistZooError, OSError) as err:
             # One bad picture does not stop the others; each gets its own line.
             print(f"mnist-zoo: error: {path}: {_one_line(err)}", file=sys.stderr)
@@ -260,6 +300,11 @@ def _add_train_parser(sub: Any, data_help: str, download_help: str) -> None:
         type=int,
         help="training images held out for validation (default: the recipe's 5,000)",
     )
+    p.add_argument(
+        "--no-suite",
+        action="store_true",
+        help="skip the corruption suite after training (about a minute on a CPU; smoke runs)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -277,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_help = "folder with the MNIST IDX files (default: $MNIST_ZOO_DATA)"
     download_help = "download MNIST into the data folder if it is missing"
 
-    p = sub.add_parser("list", help="list the models with their parameter counts")
+    p = sub.add_parser(
+        "list", help="list the models with their parameter counts and pinned releases"
+    )
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. '*cnn'")
     p.set_defaults(func=_cmd_list)
 
@@ -287,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(sub, data_help, download_help)
 
+    from .cli_evaluate import add_evaluate_options
+
     p = sub.add_parser("evaluate", help="score a model on the MNIST test set")
     p.add_argument("model", metavar="NAME_OR_DIR", help="pretrained model name or Hub folder")
     p.add_argument("--data", help=data_help)
@@ -294,12 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_evaluate_options(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="predict the digit in image files")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument("--model", default="minivgg", help="name or Hub-layout folder")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--tta", action="store_true", help="average over 1-pixel shifts and 8-degree rotations"
+    )
     p.set_defaults(func=_cmd_predict)
 
     _add_export_parser(sub)

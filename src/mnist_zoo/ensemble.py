@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidArgumentError
+from .inference.prediction import stored_temperature
 
 __all__ = ["PRETRAINED_MEMBERS", "Ensemble"]
 
@@ -35,7 +36,10 @@ class Ensemble(nn.Module):
     probabilities exactly, so :func:`mnist_zoo.predict`, accuracy code and
     ``nn.CrossEntropyLoss`` (which then computes the ensemble's negative log-likelihood) all
     work unchanged. Averaging probabilities rather than logits keeps one over-confident member
-    from dominating the vote.
+    from dominating the vote. A member whose ``pretrained_cfg`` records a temperature (see
+    :func:`mnist_zoo.inference.stored_temperature`) contributes its calibrated probabilities,
+    its logits divided by that temperature, so each member's vote weighs what its confidence
+    is worth.
 
     Args:
         models: The members, each mapping the same input to (N, C) logits.
@@ -72,7 +76,7 @@ class Ensemble(nn.Module):
         self.register_buffer("weights", _normalised_weights(weights, len(models)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Log of the weighted mean of the members' softmax probabilities.
+        """Log of the weighted mean of the members' (calibrated) softmax probabilities.
 
         Args:
             x: A batch the members accept, e.g. images of shape (N, 1, 28, 28).
@@ -80,7 +84,7 @@ class Ensemble(nn.Module):
         Returns:
             (N, C) log-probabilities; ``softmax`` of them is the weighted mean probability.
         """
-        log_probs = torch.stack([torch.log_softmax(m(x), dim=1) for m in self.members])
+        log_probs = torch.stack([torch.log_softmax(_calibrated(m, x), dim=1) for m in self.members])
         log_weights = self.weights.to(log_probs.dtype).log().view(-1, 1, 1)
         # log(sum_i w_i p_i) computed as a log-sum-exp, so tiny probabilities do not underflow
         # to log(0); a zero weight contributes log(0) = -inf, which logsumexp handles.
@@ -93,6 +97,13 @@ class Ensemble(nn.Module):
             ``"weights=[...]"`` with each weight rounded to 4 decimals.
         """
         return f"weights={[round(w, 4) for w in self.weights.tolist()]}"
+
+
+def _calibrated(member: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The member's logits, divided by the temperature it records, if it records one."""
+    logits = member(x)
+    temperature = stored_temperature(member)
+    return logits if temperature is None else logits / temperature
 
 
 def _normalised_weights(weights: Sequence[float] | torch.Tensor | None, n: int) -> torch.Tensor:

@@ -9,7 +9,8 @@ result.to_dict()["test_accuracy"]
 ```
 
 The model runs through :func:`mnist_zoo.inference.batched.batched_logits`, the primitive
-:func:`mnist_zoo.predict` uses too.
+:func:`mnist_zoo.predict` uses too. ``evaluate_model(..., tta=True)`` scores the probabilities
+averaged over the test-time augmentation views of :mod:`mnist_zoo.inference.tta`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import nn
 from .devices import autocast_context
 from .errors import InvalidArgumentError
 from .inference.batched import batched_logits
+from .inference.tta import TTAModel
 
 __all__ = [
     "EvaluationResult",
@@ -86,6 +88,7 @@ class EvaluationResult:
         predictions: (N,) predicted class per image.
         targets: (N,) true class per image.
         probabilities: (N, C) softmax probabilities per image.
+        tta: Whether the probabilities were averaged over test-time augmentation views.
     """
 
     accuracy: float
@@ -96,6 +99,7 @@ class EvaluationResult:
     predictions: torch.Tensor = field(repr=False)
     targets: torch.Tensor = field(repr=False)
     probabilities: torch.Tensor = field(repr=False)
+    tta: bool = False
 
     @property
     def num_errors(self) -> int:
@@ -127,18 +131,25 @@ class EvaluationResult:
 
         Returns:
             ``test_accuracy``, ``test_loss``, ``num_test_images``, ``per_class_accuracy`` and
-            ``confused_pairs`` (the five most frequent, as [true, predicted, count] lists).
+            ``confused_pairs`` (the five most frequent, as [true, predicted, count] lists);
+            also ``tta: True`` when the figures are test-time augmented, so they are never
+            taken for a plain evaluation's.
         """
-        return {
+        metrics: dict[str, object] = {
             "test_accuracy": self.accuracy,
             "test_loss": self.loss,
             "num_test_images": self.num_images,
             "per_class_accuracy": self.per_class_accuracy,
             "confused_pairs": [list(p) for p in self.most_confused(5)],
         }
+        if self.tta:
+            metrics["tta"] = True
+        return metrics
 
     def format(self) -> str:
         """A readable report: accuracy, per-class accuracy, confusion matrix, confused pairs.
+
+        A line ``tta  true`` follows the loss when the figures are test-time augmented.
 
         Returns:
             The report, lines separated by newlines.
@@ -148,9 +159,10 @@ class EvaluationResult:
             f"accuracy  {100 * self.accuracy:.2f}%  "
             f"({self.num_images - self.num_errors}/{self.num_images}, {self.num_errors} errors)",
             f"loss      {self.loss:.4f}",
-            "",
-            "per-class accuracy",
         ]
+        if self.tta:
+            lines.append("tta       true (probabilities averaged over shifted and rotated views)")
+        lines += ["", "per-class accuracy"]
         for c, acc in enumerate(self.per_class_accuracy):
             lines.append(f"  {c}  {100 * acc:6.2f}%  ({int(self.confusion[c].sum())} images)")
         lines += ["", "confusion matrix (rows: true, columns: predicted)"]
@@ -170,6 +182,7 @@ def evaluate_model(
     batch_size: int = 1000,
     device: torch.device | str | None = None,
     precision: str = "fp32",
+    tta: bool = False,
 ) -> EvaluationResult:
     """Score ``model`` on labelled images.
 
@@ -185,6 +198,9 @@ def evaluate_model(
         batch_size: How many images go through the model at once.
         device: Where to run; defaults to the device of the model's parameters.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast).
+        tta: Average the probabilities over the views of
+            :data:`mnist_zoo.inference.tta.TTA_VIEWS` (shifts and small rotations, no flips);
+            the loss is then the cross-entropy of the averaged probabilities.
 
     Returns:
         The metrics, with the predictions and probabilities per image (on the CPU).
@@ -197,7 +213,11 @@ def evaluate_model(
     if len(images) != len(targets):
         raise InvalidArgumentError(f"{len(images)} images but {len(targets)} targets.")
     logits = batched_logits(
-        model, images, batch_size=batch_size, device=device, precision=precision
+        TTAModel(model) if tta else model,
+        images,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
     ).cpu()
     targets = targets.cpu().long()
     num_classes = logits.shape[1]
@@ -213,4 +233,5 @@ def evaluate_model(
         predictions=predictions,
         targets=targets,
         probabilities=logits.softmax(1),
+        tta=bool(tta),
     )

@@ -309,39 +309,48 @@ class MiniVGG(ZooModel):
         return self.classifier(self.features(self.normalize(x)))
 
 
-#: The published weights of release v0.1.0: trained by `mnist-zoo train NAME` with the base
-#: recipe (mnist_zoo.training.BASE_RECIPE), pinned by tag, by the SHA-256 and size of the file
-#: and by the SHA-256 of its config.json (`python scripts/release.py --write-pins` writes them).
-_RELEASE = "v0.1.0"
+#: Versions are data: the published weights of each release, by model and tag, each pinned by
+#: the SHA-256 and size of its file and the SHA-256 of its config.json. All were trained by
+#: `mnist-zoo train NAME` with the recipe their config.json records. hub/TAG/NAME/ holds each
+#: tag's files and hub/NAME/ the default's; `python scripts/release.py --write-pins` writes this
+#: block from them. Load a tag with load_pretrained("minivgg", revision="v0.1.0") or
+#: load_pretrained("minivgg@v0.1.0"); DEFAULT_RELEASE is what a load without a tag gets.
+DEFAULT_RELEASE = "v0.1.0"
 PRETRAINED = {
-    "simplecnn": PretrainedWeights(
-        repo_id="mnist-zoo/simplecnn",
-        revision=_RELEASE,
-        sha256="cde1eb2e64b8175c623cf000a970efd6dfdbd41b959cfc8a39d609b2255682df",
-        size=1_687_280,
-        config_sha256="fc7195f55398c43de4d72d152725327f6a379e5da641cd5e5d9008c797376891",
-        metrics={"test_accuracy": 0.9953},
-    ),
-    "deepercnn": PretrainedWeights(
-        repo_id="mnist-zoo/deepercnn",
-        revision=_RELEASE,
-        sha256="9147624059de80bfa3c5739e64325e15fb40488fce4b9dd72ae2a8975182a597",
-        size=3_483_584,
-        config_sha256="7f1f9b8a5ab1261fa1479d788c8a6d8cee1ccafe052745def5667ac25c2ffb79",
-        metrics={"test_accuracy": 0.9961},
-    ),
-    "minivgg": PretrainedWeights(
-        repo_id="mnist-zoo/minivgg",
-        revision=_RELEASE,
-        sha256="12cb3c6bc85ba2d7dff25c86f431889772fef46b0962f5891c5c7bfed85ed8ab",
-        size=11_701_584,
-        config_sha256="3437c682741ae74550dc9923f24f49dcc21d08573477e2d1291fef4afb1e5374",
-        metrics={"test_accuracy": 0.9972},
-    ),
+    "simplecnn": {
+        "v0.1.0": PretrainedWeights(
+            repo_id="mnist-zoo/simplecnn",
+            revision="v0.1.0",
+            sha256="cde1eb2e64b8175c623cf000a970efd6dfdbd41b959cfc8a39d609b2255682df",
+            size=1_687_280,
+            config_sha256="fc7195f55398c43de4d72d152725327f6a379e5da641cd5e5d9008c797376891",
+            metrics={"test_accuracy": 0.9953},
+        ),
+    },
+    "deepercnn": {
+        "v0.1.0": PretrainedWeights(
+            repo_id="mnist-zoo/deepercnn",
+            revision="v0.1.0",
+            sha256="9147624059de80bfa3c5739e64325e15fb40488fce4b9dd72ae2a8975182a597",
+            size=3_483_584,
+            config_sha256="7f1f9b8a5ab1261fa1479d788c8a6d8cee1ccafe052745def5667ac25c2ffb79",
+            metrics={"test_accuracy": 0.9961},
+        ),
+    },
+    "minivgg": {
+        "v0.1.0": PretrainedWeights(
+            repo_id="mnist-zoo/minivgg",
+            revision="v0.1.0",
+            sha256="12cb3c6bc85ba2d7dff25c86f431889772fef46b0962f5891c5c7bfed85ed8ab",
+            size=11_701_584,
+            config_sha256="3437c682741ae74550dc9923f24f49dcc21d08573477e2d1291fef4afb1e5374",
+            metrics={"test_accuracy": 0.9972},
+        ),
+    },
 }
 
 
-@register_model(pretrained=PRETRAINED["simplecnn"])
+@register_model(pretrained=PRETRAINED["simplecnn"], default_release=DEFAULT_RELEASE)
 def simplecnn(num_classes: int = 10, **kwargs: object) -> SimpleCNN:
     """SimpleCNN: conv 32, conv 64, dense 128; the study's baseline.
 
@@ -355,7 +364,7 @@ def simplecnn(num_classes: int = 10, **kwargs: object) -> SimpleCNN:
     return SimpleCNN(num_classes, **kwargs)  # type: ignore[arg-type]
 
 
-@register_model(pretrained=PRETRAINED["deepercnn"])
+@register_model(pretrained=PRETRAINED["deepercnn"], default_release=DEFAULT_RELEASE)
 def deepercnn(num_classes: int = 10, **kwargs: object) -> DeeperCNN:
     """DeeperCNN: two double-conv blocks (32, 64), dense 256; optional batch norm.
 
@@ -369,7 +378,7 @@ def deepercnn(num_classes: int = 10, **kwargs: object) -> DeeperCNN:
     return DeeperCNN(num_classes, **kwargs)  # type: ignore[arg-type]
 
 
-@register_model(pretrained=PRETRAINED["minivgg"])
+@register_model(pretrained=PRETRAINED["minivgg"], default_release=DEFAULT_RELEASE)
 def minivgg(num_classes: int = 10, **kwargs: object) -> MiniVGG:
     """MiniVGG: VGG-style blocks 64-128-256 with BatchNorm, dense 512 with dropout.
 

@@ -22,14 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from .calibration import (
+    ECE_BINS,
+    apply_temperature,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+)
 from .errors import InvalidArgumentError
 from .evaluation import EvaluationResult, evaluate_model
+from .inference.batched import batched_logits
+from .robustness import evaluate_corruptions
 from .training import History, TrainConfig, Trainer
+from .training.batches import split_validation
 from .training.verify import check_writable_folder
 
-__all__ = ["HUB_OWNER", "TrainingRun", "run_metrics", "train_and_save"]
+__all__ = ["HUB_OWNER", "TrainingRun", "calibrate", "run_metrics", "train_and_save"]
 
 #: The Hub account that publishes this project's weights.
 HUB_OWNER = "mnist-zoo"
@@ -52,6 +63,8 @@ class TrainingRun:
         out: The folder the model was saved to, in Hub layout.
         wall_time_s: Wall-clock seconds of this call's training (a resumed run's earlier
             sessions are not in it; ``metrics["train_time_s"]`` sums every epoch).
+        calibration: ``config.json``'s calibration section (see :func:`calibrate`), or
+            ``None`` when the run held out no validation split.
     """
 
     name: str
@@ -62,6 +75,7 @@ class TrainingRun:
     config: TrainConfig
     out: Path
     wall_time_s: float
+    calibration: dict[str, Any] | None = None
 
     def summary(self) -> str:
         """One line: test accuracy, epochs, training time and where the weights are.
@@ -111,12 +125,16 @@ def train_and_save(
     limit: int | None = None,
     test_limit: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    suite: bool = True,
     **overrides: Any,
 ) -> TrainingRun:
     """Train ``name`` with its recipe, score the test set once in fp32, save it in Hub layout.
 
     The model and its Trainer are built first (``Trainer.from_recipe``), so a bad setting
-    fails before any data is read or any file written.
+    fails before any data is read or any file written. After training, a temperature is fitted
+    on the validation split the Trainer held out (never the test set) and recorded with its
+    test-set ECE and NLL before and after in ``config.json``'s ``calibration`` section (see
+    :func:`calibrate`); the corruption suite's result goes to ``metrics["robustness"]``.
 
     Args:
         name: A registered model name.
@@ -136,6 +154,10 @@ def train_and_save(
             validation split comes out of these.
         test_limit: Score on the first ``test_limit`` test images only (smoke runs).
         model_kwargs: Builder kwargs of the model, e.g. ``{"batch_norm": True}``.
+        suite: Score the corruption suite
+            (:func:`~mnist_zoo.robustness.evaluate_corruptions`, with the fitted temperature)
+            on the test images and record it as ``metrics["robustness"]``; it takes about a
+            minute on 10,000 images on a CPU. ``False`` for smoke runs.
         **overrides: Recipe settings replacing the registry recipe's (``epochs=1``,
             ``val_size=500``, ``precision="fp32"``, ...).
 
@@ -178,24 +200,99 @@ def train_and_save(
             flush=True,
         )
     start = time.perf_counter()
-    history = trainer.fit(train if limit is None else (train.images[:limit], train.targets[:limit]))
+    fitted = train if limit is None else (train.images[:limit], train.targets[:limit])
+    history = trainer.fit(fitted)
     wall = time.perf_counter() - start
     # The test set is scored once, after training: nothing above looked at it.
-    result = evaluate_model(
-        trainer.model, test.images[:test_limit], test.targets[:test_limit], device=trainer.device
-    )
+    images, labels = test.images[:test_limit], test.targets[:test_limit]
+    result = evaluate_model(trainer.model, images, labels, device=trainer.device)
     metrics = run_metrics(result, history)
     if trainer.recipe_changes:
         metrics["recipe_changes"] = trainer.recipe_changes
     model = trainer.model.cpu()
+    calibration = None
     if trainer.is_main_process:
-        _save(model, trainer, entry, out, metrics)
+        calibration = _calibrate_and_suite(model, trainer, fitted, (images, labels), metrics, suite)
+        _save(model, trainer, entry, out, metrics, calibration)
     return TrainingRun(
-        entry.name, model, history, result, metrics, trainer.resolved_config, out, wall
-    )
+        entry.name, model, history, result, metrics, trainer.resolved_config, out, wall,
+        calibration,
+    )  # fmt: skip
 
 
-def _save(model: nn.Module, trainer: Trainer, entry: Any, out: Path, metrics: dict) -> None:
+def _calibrate_and_suite(
+    model: nn.Module,
+    trainer: Trainer,
+    fitted: Any,
+    test: tuple[torch.Tensor, torch.Tensor],
+    metrics: dict[str, Any],
+    suite: bool,
+) -> dict[str, Any] | None:
+    """The calibration section, fitted on the Trainer's own split; the suite into ``metrics``."""
+    config = trainer.resolved_config
+    # split_validation depends on the data, val_size and seed only: the Trainer's very split.
+    _, val = split_validation(fitted, None, val_size=config.val_size, seed=config.seed)
+    calibration = calibrate(model, val, *test, seed=config.seed)
+    if suite:
+        temperature = calibration["temperature"] if calibration else None
+        scored = evaluate_corruptions(model, *test, temperature=temperature)
+        metrics["robustness"] = scored.to_dict()
+    return calibration
+
+
+def calibrate(
+    model: nn.Module, val: Any, test_images: torch.Tensor, test_labels: torch.Tensor, *, seed: int
+) -> dict[str, Any] | None:
+    """Fit a temperature on the validation split; measure ECE and NLL on the test set.
+
+    This is the ``calibration`` section :func:`train_and_save` writes to ``config.json``::
+
+        {"temperature": 1.31,
+         "fitted_on": {"split": "validation", "num_images": 5000, "seed": 0},
+         "test": {"num_images": 10000, "ece_bins": 15, "ece_before": 0.041,
+                  "ece_after": 0.004, "nll_before": 0.099, "nll_after": 0.021}}
+
+    Args:
+        model: The trained model, in any mode (it is scored in eval mode).
+        val: The validation split the Trainer held out (``split_validation``'s), or ``None``.
+        test_images: The test images the model was scored on, uint8 (N, 28, 28).
+        test_labels: Their labels.
+        seed: The recipe's seed, which chose the validation images.
+
+    Returns:
+        The section, or ``None`` when there is no validation split to fit on.
+
+    Raises:
+        InvalidArgumentError: ``val`` is the test split (it never is here).
+    """
+    if val is None:
+        return None
+    temperature = fit_temperature(model, val)
+    images = test_images.unsqueeze(1) if test_images.ndim == 3 else test_images
+    logits = batched_logits(model, images).cpu()
+    scaled = apply_temperature(logits, temperature)
+    return {
+        "temperature": temperature,
+        "fitted_on": {"split": "validation", "num_images": len(val), "seed": seed},
+        "test": {
+            "num_images": len(test_labels),
+            "ece_bins": ECE_BINS,
+            "ece_before": expected_calibration_error(logits.softmax(1), test_labels),
+            "ece_after": expected_calibration_error(scaled.softmax(1), test_labels),
+            "nll_before": negative_log_likelihood(logits, test_labels),
+            "nll_after": negative_log_likelihood(scaled, test_labels),
+        },
+    }
+
+
+def _save(
+    model: nn.Module,
+    trainer: Trainer,
+    entry: Any,
+    out: Path,
+    metrics: dict,
+    calibration: dict[str, Any] | None,
+) -> None:
     from .hub import save_pretrained
 
     save_pretrained(
@@ -206,6 +303,7 @@ def _save(model: nn.Module, trainer: Trainer, entry: Any, out: Path, metrics: di
         recipe=trainer.resolved_config,
         metrics=metrics,
         repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
+        calibration=calibration,
     )
 
 

@@ -88,7 +88,10 @@ class ModelEntry:
         description: The first line of the builder's docstring.
         recipe: The model's own training recipe as given to :func:`register_model`, or
             ``None``: the model trains with the base recipe.
-        pretrained: Where its published weights are, or ``None`` when it has none.
+        pretrained: The pin of its default release (see :attr:`default_release`), or ``None``
+            when it has no published weights.
+        releases: Every published release, tag -> pin, oldest first; an entry given only
+            ``pretrained`` holds it under its revision.
     """
 
     name: str
@@ -96,6 +99,37 @@ class ModelEntry:
     description: str
     recipe: Recipe | None = None
     pretrained: PretrainedWeights | None = None
+    releases: Mapping[str, PretrainedWeights] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # An entry built with one pin (as before releases existed) holds it as its only release.
+        if self.pretrained is not None and not self.releases:
+            object.__setattr__(self, "releases", {self.pretrained.revision: self.pretrained})
+
+    @property
+    def default_release(self) -> str | None:
+        """The tag whose pin is :attr:`pretrained` (what a load without a revision gets).
+
+        Returns:
+            The tag, or ``None`` when the model has no published weights.
+        """
+        return next((tag for tag, pin in self.releases.items() if pin is self.pretrained), None)
+
+    def release(self, revision: str | None = None) -> PretrainedWeights | None:
+        """The pin of a release: by its tag, or by the revision (tag or commit) it pins.
+
+        Args:
+            revision: A tag of :attr:`releases`, or a pin's ``revision``; ``None``: the
+                default release.
+
+        Returns:
+            The pin, or ``None`` when the revision is not pinned.
+        """
+        if revision is None:
+            return self.pretrained
+        if revision in self.releases:
+            return self.releases[revision]
+        return next((pin for pin in self.releases.values() if pin.revision == revision), None)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -106,28 +140,36 @@ def register_model(
     *,
     name: str | None = None,
     recipe: Recipe | None = None,
-    pretrained: PretrainedWeights | None = None,
+    pretrained: PretrainedWeights | Mapping[str, PretrainedWeights] | None = None,
+    default_release: str | None = None,
 ) -> F | Callable[[F], F]:
     """Register a model builder under ``name`` (default: the function's name).
 
     Use bare (``@register_model``) or with arguments
     (``@register_model(recipe=TrainConfig(epochs=20), pretrained=PretrainedWeights(...))``).
-    The builder's docstring's first line becomes the model's description.
+    The builder's docstring's first line becomes the model's description. Versions are data:
+    each release tag is pinned on its own, ``pretrained={"v0.1.0": ..., "v0.2.0": ...}``,
+    and ``default_release`` says which one a load without a revision gets.
 
     Args:
         fn: The builder, when used bare as ``@register_model``.
         name: The name to register under, case-insensitive; defaults to the builder's name.
         recipe: The model's own training recipe, a ``TrainConfig`` (or a dict of its fields,
             kept as given). ``None`` (the default): it trains with the base recipe.
-        pretrained: Where the model's published weights are, if it has any.
+        pretrained: Where the model's published weights are, if it has any: one pin (its
+            ``revision`` is then its tag), or a mapping of release tag -> pin.
+        default_release: The tag loaded when no revision is asked for; needed when
+            ``pretrained`` maps several tags.
 
     Returns:
         The builder unchanged, or, used with arguments, a decorator that registers and
         returns it.
 
     Raises:
-        InvalidArgumentError: The name is already registered (a ``ValueError``).
+        InvalidArgumentError: The name is already registered, or ``default_release`` is not
+            one of the pinned tags (a ``ValueError``).
     """
+    releases, default = _releases(pretrained, default_release)
 
     def decorator(builder: F) -> F:
         key = (name or builder.__name__).lower()
@@ -139,11 +181,32 @@ def register_model(
             builder=builder,
             description=doc[0] if doc else "",
             recipe=dict(recipe) if isinstance(recipe, Mapping) else recipe,
-            pretrained=pretrained,
+            pretrained=default,
+            releases=releases,
         )
         return builder
 
     return decorator(fn) if fn is not None else decorator
+
+
+def _releases(
+    pretrained: PretrainedWeights | Mapping[str, PretrainedWeights] | None, default: str | None
+) -> tuple[dict[str, PretrainedWeights], PretrainedWeights | None]:
+    """register_model's pins as (tag -> pin, the default pin)."""
+    if pretrained is None:
+        return {}, None
+    if isinstance(pretrained, PretrainedWeights):
+        releases = {pretrained.revision: pretrained}
+    else:
+        releases = dict(pretrained)
+    if default is None and len(releases) == 1:
+        default = next(iter(releases))
+    if default not in releases:
+        raise InvalidArgumentError(
+            f"default_release={default!r} is not one of the pinned tags "
+            f"({', '.join(releases) or 'none'}): name the tag a load without a revision gets."
+        )
+    return releases, releases[default]
 
 
 def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
@@ -163,16 +226,21 @@ def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
     )
 
 
-def list_pretrained(pattern: str = "*") -> list[str]:
+def list_pretrained(pattern: str = "*", *, tags: bool = False) -> list[str]:
     """Names of the registered models that have published weights, sorted.
 
     Args:
         pattern: An ``fnmatch`` pattern the names must match, case-insensitive.
+        tags: List every pinned release as ``"name@tag"`` (the form :func:`load_pretrained
+            <mnist_zoo.hub.load_pretrained>` takes), in each model's release order.
 
     Returns:
-        The matching names, sorted.
+        The matching names, sorted; with ``tags``, one ``"name@tag"`` per release.
     """
-    return list_models(pattern, pretrained=True)
+    names = list_models(pattern, pretrained=True)
+    if not tags:
+        return names
+    return [f"{n}@{tag}" for n in names for tag in _REGISTRY[n].releases]
 
 
 def get_model_entry(name: str) -> ModelEntry:
@@ -254,7 +322,8 @@ def model_info(name: str, **kwargs: Any) -> dict[str, Any]:
     Returns:
         A dict with ``name``, ``description``, ``parameters`` (the count), ``recipe`` (the
         model's own recipe as a plain dict, empty when it trains with the base recipe) and
-        ``pretrained`` (its :class:`PretrainedWeights` or ``None``).
+        ``pretrained`` (the default release's :class:`PretrainedWeights` or ``None``),
+        ``default_release`` (its tag) and ``releases`` (tag -> pin, every release).
 
     Raises:
         UnknownModelError: No model of that name is registered (a ``KeyError``).
@@ -267,6 +336,8 @@ def model_info(name: str, **kwargs: Any) -> dict[str, Any]:
         "parameters": count_parameters(model),
         "recipe": _as_dict(entry.recipe),
         "pretrained": entry.pretrained,
+        "default_release": entry.default_release,
+        "releases": dict(entry.releases),
     }
 
 

@@ -28,12 +28,13 @@ What is checked before a single byte of a weights file is parsed:
 
 * its size, before a byte is read: the pinned size, or at most what its architecture's fp32
   state dict takes (plus 1 MiB of header); a link to a device or a huge file is never read;
-* its SHA-256 (hex, any case): for a registry name at its pinned revision, against the pin,
-  and ``config.json`` against its own pinned SHA-256; with ``revision=`` resolving to another
-  commit, or for an ``hf-hub:owner/name`` repo, against the Hub's ETag (for LFS files the
-  SHA-256 the Hub computed on upload) and the SHA-256 the repo's ``config.json`` records. That
-  catches corruption in transit or in the cache, not a repo owner changing the weights: pass no
-  ``revision`` to a registry name to get the reviewed, pinned bytes;
+* its SHA-256 (hex, any case): for a registry name at a pinned release (the default one, or
+  ``revision="v0.1.0"`` / ``"minivgg@v0.1.0"``), against that release's pin, and
+  ``config.json`` against its own pinned SHA-256; for an ``hf-hub:owner/name`` repo, or a
+  registry name at a revision no release pins (only with ``trust_unverified=True``), against
+  the Hub's ETag (for LFS files the SHA-256 the Hub computed on upload) and the SHA-256 the
+  repo's ``config.json`` records. That catches corruption in transit or in the cache, not a
+  repo owner changing the weights;
 * local folder: trusted, but checked against the SHA-256 its ``config.json`` records; a folder
   whose config records none loads only with ``trust_unverified=True``;
 * then the config (a registry name's architecture comes from the registry; a config from a

@@ -177,11 +177,60 @@ def _common_fields(
         "test_images": _count(metrics.get("num_test_images")) or None,
         "per_class": [(digit, _percent(a)) for digit, a in enumerate(per_class)],
         "confused_pairs": [tuple(pair) for pair in metrics.get("confused_pairs") or []],
+        "calibration": _calibration(config.get("calibration")),
+        "robustness": _robustness(metrics.get("robustness")),
         "members": None,
         "sha256": None,
         "weights_name": WEIGHTS_NAME,
         "config_name": CONFIG_NAME,
     }
+
+
+def _calibration(section: Any) -> dict[str, Any] | None:
+    """The card's calibration figures: the temperature, what it was fitted on, ECE and NLL."""
+    if not isinstance(section, Mapping) or section.get("temperature") is None:
+        return None
+    fitted = section.get("fitted_on") or {}
+    test = section.get("test") or {}
+    images = _count(fitted.get("num_images"))
+    seed = fitted.get("seed")
+    split = f"the {images}-image validation split" if images else "the validation split"
+    return {
+        "temperature": f"{section['temperature']:.3f}",
+        "fitted_on": split + (f" (seed {seed})" if seed is not None else ""),
+        "test_images": _count(test.get("num_images")),
+        "ece_before": _maybe_percent(test.get("ece_before")),
+        "ece_after": _maybe_percent(test.get("ece_after")),
+        "nll_before": _maybe_float(test.get("nll_before")),
+        "nll_after": _maybe_float(test.get("nll_after")),
+        "bins": test.get("ece_bins", 15),
+    }
+
+
+def _robustness(suite: Any) -> dict[str, Any] | None:
+    """The card's corruption-suite figures: the mean and one row per corruption."""
+    if not isinstance(suite, Mapping) or not suite.get("corruption_accuracy"):
+        return None
+    clean = suite.get("clean_accuracy")
+    return {
+        "mean": _percent(suite["mean_corruption_accuracy"]),
+        "clean": None if clean is None else _percent(clean),
+        "rows": [
+            (name, _percent(acc), "" if clean is None else f"{100 * (acc - clean):+.2f}")
+            for name, acc in suite["corruption_accuracy"].items()
+        ],
+        "count": len(suite["corruption_accuracy"]),
+        "images": _count(suite.get("num_images")),
+        "seed": suite.get("seed", 0),
+    }
+
+
+def _maybe_percent(fraction: float | None) -> str | None:
+    return None if fraction is None else _percent(fraction)
+
+
+def _maybe_float(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
 
 
 def _validation(metrics: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -31,12 +31,12 @@ from torch import nn
 
 from .._version import __version__
 from ..atomic import atomic_writer, remove_stale_temporaries
-from ..errors import ChecksumMismatchError, InvalidArgumentError
+from ..errors import ChecksumMismatchError, InvalidArgumentError, InvalidHubFolderError
 from ..registry import ModelEntry, count_parameters, get_model_entry
 from .card import card_markdown, ensemble_card, model_card
 from .layout import CARD_NAME, CONFIG_NAME, HUB_FILES, LIBRARY_NAME, WEIGHTS_NAME, staged_path
 from .provenance import default_recipe, provenance, recipe_as_dict, unwrap
-from .reading import read_config
+from .reading import read_config, temperature_of
 from .verify import MAX_CONFIG_BYTES, check_state_dict, nonfinite_tensors, read_limited
 
 if TYPE_CHECKING:  # for the annotations only; see provenance.default_recipe for why
@@ -54,6 +54,7 @@ def save_pretrained(
     recipe: TrainConfig | Mapping[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
     repo_id: str | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a model's weights, config and model card to ``folder``, laid out like its Hub repo.
 
@@ -82,6 +83,13 @@ def save_pretrained(
             ``per_class_accuracy`` (10 values), ``confused_pairs`` ([true, pred, count], ...),
             ``num_test_images``, ``val_accuracy``, ``epochs_trained``, ``train_time_s``.
         repo_id: The Hub repo the folder is meant for; defaults to the registry's pin.
+        calibration: The temperature fitted on validation data and what it did, as
+            :func:`~mnist_zoo.pipeline.train_and_save` records it: ``temperature`` (required,
+            positive), ``fitted_on`` and ``test``; written as ``config.json``'s
+            ``calibration`` section, which ``load_pretrained`` reads back into
+            ``pretrained_cfg["temperature"]`` and the card shows. Not taken from
+            ``model.pretrained_cfg``: a model changed since it was calibrated would carry a
+            stale temperature. ``None``: no section.
 
     Returns:
         The folder.
@@ -90,7 +98,8 @@ def save_pretrained(
         UnknownModelError: ``name`` is not registered.
         WeightsMismatchError: ``model`` is not ``name`` built with ``model_kwargs``.
         InvalidArgumentError: No ``name`` was given and the model does not record its
-            architecture; or ``metrics`` lack ``test_accuracy`` or it is not a fraction.
+            architecture; ``metrics`` lack ``test_accuracy`` or it is not a fraction; or
+            ``calibration`` has no positive ``temperature``.
         TypeError: ``model_or_trainer`` is neither a model nor a trainer.
         OSError: The folder cannot be written.
     """
@@ -116,6 +125,8 @@ def save_pretrained(
         "library_version": __version__,
         "repo_id": repo_id,
     }
+    if calibration is not None:
+        config["calibration"] = _checked_calibration(calibration)
     if not isinstance(config["num_classes"], int):
         del config["num_classes"]  # a model that does not say; model_kwargs decides anyway
     card = model_card(config, entry=entry, num_parameters=count_parameters(model))
@@ -150,6 +161,18 @@ def _checked_metrics(metrics: dict[str, Any] | None) -> dict[str, Any]:
                 "(pass EvaluationResult.to_dict(); percentages are derived for the card)."
             )
     return metrics
+
+
+def _checked_calibration(calibration: Mapping[str, Any]) -> dict[str, Any]:
+    section = dict(calibration)
+    try:
+        temperature_of({"calibration": section}, "the model being saved")
+    except InvalidHubFolderError as err:
+        raise InvalidArgumentError(
+            f"calibration['temperature'] must be a positive number, got "
+            f"{section.get('temperature')!r}: pass the temperature fit_temperature() returned."
+        ) from err
+    return section
 
 
 def _config_bytes(config: Mapping[str, Any]) -> bytes:

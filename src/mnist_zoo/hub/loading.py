@@ -2,11 +2,17 @@
 
 ```python
 model = load_pretrained("minivgg")                          # pinned repo, revision, SHA-256s
+model = load_pretrained("minivgg@v0.1.0")                   # another pinned release, its own pins
 model = load_pretrained("hf-hub:mnist-zoo/minivgg@v0.1.0")  # any repo in the zoo's layout
 model = load_pretrained("hub/minivgg")                      # a local folder in the same layout
 model = load_pretrained("ensemble")                         # the three as one Ensemble
 model = load_pretrained("minivgg", num_classes=26)          # a fresh 26-way head
 ```
+
+A registered name loads its default release (``DEFAULT_RELEASE`` in :mod:`mnist_zoo.models`);
+``revision="v0.1.0"`` or the name form ``"minivgg@v0.1.0"`` loads another pinned release, checked
+against that release's own pins. ``list_pretrained(tags=True)`` lists them all. A revision that
+no release pins is refused unless ``trust_unverified=True``.
 
 Each way in ends in the same checks (:mod:`mnist_zoo.hub.verify`): sizes before reading,
 SHA-256 before parsing, dtypes and finiteness before loading; nothing is unpickled.
@@ -72,15 +78,19 @@ def load_pretrained(
     every file's size is checked before it is read and its SHA-256 before it is parsed.
 
     Args:
-        name: A registered model name with published weights (see ``list_pretrained()``);
+        name: A registered model name with published weights (see ``list_pretrained()``),
+            optionally with a release tag, ``"minivgg@v0.1.0"`` (as ``revision="v0.1.0"``);
             ``"hf-hub:owner/name"`` or ``"hf-hub:owner/name@revision"``, any Hub repo in the
             zoo's layout (``config.json`` + ``model.safetensors``) whose config names a
             registered architecture; ``"ensemble"`` (the pretrained models as one
             :class:`~mnist_zoo.Ensemble`); or a folder written by
             :func:`~mnist_zoo.hub.save_pretrained` (e.g. ``"hub/minivgg"``).
-        revision: Branch, tag or commit. For a registered name, instead of the pinned one (the
-            file is then checked against the Hub's ETag instead of the pin); for ``hf-hub:``,
-            the same as an ``@revision`` suffix (default ``main``). Ignored for local folders.
+        revision: Branch, tag or commit. For a registered name: a pinned release's tag
+            (``list_pretrained(tags=True)``), loaded and checked against that release's own
+            pins; default: the registry's default release. Any other revision needs
+            ``trust_unverified`` (the file is then checked against the Hub's ETag only). For
+            ``hf-hub:``, the same as an ``@revision`` suffix (default ``main``). Ignored for
+            local folders.
         device: Where to put the model.
         cache_dir: Hub cache folder; default ``HF_HUB_CACHE`` (``$HF_HOME/hub``).
         local_files_only: Use only the cache, never the network (as ``HF_HUB_OFFLINE=1``).
@@ -90,7 +100,8 @@ def load_pretrained(
             replaced by a freshly initialised one (``model.reset_classifier``), which a log
             line names; the metrics in ``pretrained_cfg`` are then dropped.
         trust_unverified: Load a ``config.json`` that records no SHA-256 of the weights (a
-            local folder or an ``hf-hub:`` repo) anyway, with a warning.
+            local folder or an ``hf-hub:`` repo) anyway, or a registered name at a revision
+            no release pins, with a warning.
 
     Returns:
         The model with the weights loaded, on ``device``, in eval mode.
@@ -99,16 +110,21 @@ def load_pretrained(
         UnknownModelError: ``name`` is neither registered nor a folder, or an ``hf-hub:``
             repo's config names an architecture that is not registered (a ``KeyError``).
         InvalidArgumentError: ``num_classes`` is not a positive integer or does not apply to
-            this model, or the ``hf-hub:`` name is malformed (a ``ValueError``).
+            this model, the ``hf-hub:`` name is malformed, or a name's ``@tag`` and
+            ``revision`` disagree (a ``ValueError``).
         HubError: A subclass saying what went wrong and what to do about it:
-            ``ChecksumMismatchError``, ``UnverifiedWeightsError``, ``IncompatibleConfigError``,
+            ``ChecksumMismatchError``, ``UnverifiedWeightsError`` (also: a revision no release
+            pins, without ``trust_unverified``; the message lists the pinned tags),
+            ``IncompatibleConfigError``,
             ``HubUnavailableError``, ... (see :mod:`mnist_zoo.errors`).
     """
     where = {"cache_dir": cache_dir, "local_files_only": local_files_only, "endpoint": endpoint}
     key = os.fspath(name)
+    if isinstance(name, str):
+        key, revision = _split_release(key, revision)
     if isinstance(name, str) and key.lower().startswith(HF_HUB_PREFIX):
         repo_id, revision = _parse_hub_name(key, revision)
-        model = _load_repo(repo_id, revision, None, trust_unverified, where)
+        model = _load_repo(repo_id, revision, None, None, trust_unverified, where)
     elif key.lower() in SPECIAL_LOADERS:
         if num_classes is not None:
             raise InvalidArgumentError(f"num_classes= does not apply to {key!r}.")
@@ -117,16 +133,18 @@ def load_pretrained(
         model = load_folder(folder, trust_unverified=trust_unverified)
     else:
         entry = get_model_entry(key)
-        pin = _pin_of(entry)
-        model = _load_repo(pin.repo_id, revision, entry, trust_unverified, where)
+        pin = _release_of(entry, revision, trust_unverified)
+        repo_id = pin.repo_id if pin else _pin_of(entry).repo_id
+        model = _load_repo(repo_id, revision, entry, pin, trust_unverified, where)
     return with_num_classes(model, num_classes).to(device).eval()
 
 
 def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
     """The pretrained models as one :class:`~mnist_zoo.Ensemble` (equal weights), in eval mode.
 
-    This is what ``load_pretrained("ensemble")`` returns. Its ``pretrained_cfg`` holds each
-    member's.
+    This is what ``load_pretrained("ensemble")`` returns, and ``load_pretrained("ensemble",
+    revision="v0.1.0")`` (or ``"ensemble@v0.1.0"``) the ensemble of that release's members,
+    each checked against its own pin. Its ``pretrained_cfg`` holds each member's.
 
     Args:
         **kwargs: Passed to :func:`load_pretrained` for each member of
@@ -142,6 +160,7 @@ def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
     ensemble = Ensemble(members).to(next(members[0].parameters()).device).eval()
     ensemble.pretrained_cfg = {  # type: ignore[assignment]
         "name": "ensemble",
+        "release": kwargs.get("revision") or members[0].pretrained_cfg.get("release"),
         "members": [m.pretrained_cfg for m in members],
     }
     return ensemble
@@ -219,6 +238,38 @@ def _parse_hub_name(name: str, revision: str | None) -> tuple[str, str]:
     return repo_id, suffix or revision or "main"
 
 
+def _split_release(name: str, revision: str | None) -> tuple[str, str | None]:
+    """``"minivgg@v0.1.0"`` -> ``("minivgg", "v0.1.0")``; other names are left alone."""
+    base, at, tag = name.partition("@")
+    if not at or name.lower().startswith(HF_HUB_PREFIX) or "/" in base or os.sep in base:
+        return name, revision
+    if not tag:
+        raise InvalidArgumentError(f"{name!r} ends in '@' without a release tag.")
+    if revision is not None and revision != tag:
+        raise InvalidArgumentError(
+            f"{name!r} names release {tag!r}, but revision={revision!r} was passed too."
+        )
+    return base, tag
+
+
+def _release_of(
+    entry: ModelEntry, revision: str | None, trust_unverified: bool
+) -> PretrainedWeights | None:
+    """The pin of the release ``revision`` names; ``None``: an unpinned revision, if trusted."""
+    pin = entry.release(revision) if entry.pretrained is not None else _pin_of(entry)
+    if pin is not None or trust_unverified:
+        return pin
+    tags = ", ".join(
+        f"{tag} (default)" if tag == entry.default_release else tag for tag in entry.releases
+    )
+    raise UnverifiedWeightsError(
+        f"mnist_zoo {__version__} pins no weights of {entry.name!r} at revision {revision!r}; "
+        f"its pinned releases are: {tags}. Load one of those as NAME@TAG, e.g. "
+        f"'{entry.name}@{entry.default_release}'. To load an unpinned revision anyway, checked "
+        "against the Hub's ETag only, pass trust_unverified=True to load_pretrained()."
+    )
+
+
 def _pin_of(entry: ModelEntry) -> PretrainedWeights:
     if entry.pretrained is None:
         have = ", ".join(list_pretrained()) or "none yet"
@@ -252,11 +303,12 @@ def _load_repo(
     repo_id: str,
     revision: str | None,
     entry: ModelEntry | None,
+    pin: PretrainedWeights | None,
     trust_unverified: bool,
     where: dict[str, Any],
 ) -> nn.Module:
-    """A registered name's repo (``entry`` given) or any repo; config.json first, then weights."""
-    pin = entry.pretrained if entry is not None else None
+    """A registered name's repo (``entry`` given; ``pin``: its release, or ``None`` for a
+    trusted unpinned revision) or any repo; config.json first, then weights."""
     config_file = fetch_file(
         repo_id,
         CONFIG_NAME,
@@ -265,7 +317,7 @@ def _load_repo(
         **where,
     )
     commit = config_file.commit
-    pinned = pin is not None and (revision in (None, pin.revision) or commit == pin.revision)
+    pinned, registered = pin is not None, entry is not None
     if pinned and pin.config_sha256 and not same_sha256(config_file.sha256, pin.config_sha256):
         reject(
             config_file,
@@ -281,15 +333,15 @@ def _load_repo(
             f"{WEIGHTS_NAME}, so the weights cannot be checked against it. If you trust the "
             "repo, load it with trust_unverified=True (the Hub's ETag is still checked)."
         )
-    if pin is not None and not pinned:
+    if registered and not pinned:
         logger.warning(
-            "Loading %s at revision %r (commit %s) instead of the pinned %s: checking it against "
-            "the SHA-256 the Hub reports for it (its ETag) and its config.json, not against the "
-            "reviewed pin.",
+            "Loading %s at revision %r (commit %s) instead of the pinned releases (%s): checking "
+            "it against the SHA-256 the Hub reports for it (its ETag) and its config.json, not "
+            "against a reviewed pin.",
             entry.name,
             revision,
             commit[:12],
-            pin.revision[:12],
+            ", ".join(entry.releases),
         )
     kwargs = dict(config.get("model_kwargs") or {})
     weights = fetch_file(
@@ -302,6 +354,8 @@ def _load_repo(
     )
     _verify_weights(weights, repo_id, pin if pinned else None, config)
     meta = {"repo_id": repo_id, "revision": weights.commit, "sha256": weights.sha256}
+    if pinned and registered:
+        meta["release"] = next((t for t, p in entry.releases.items() if p is pin), pin.revision)
     return build_model(entry, config, weights.data, weights.path, meta)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,14 @@ from .verify import (
     size_limit,
 )
 
-__all__ = ["build_model", "check_folder", "load_folder", "parse_config", "read_config"]
+__all__ = [
+    "build_model",
+    "check_folder",
+    "load_folder",
+    "parse_config",
+    "read_config",
+    "temperature_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -234,11 +242,14 @@ def build_model(
         meta: ``repo_id``, ``revision`` and ``sha256`` for ``model.pretrained_cfg``.
 
     Returns:
-        The model with the weights loaded; ``model.pretrained_cfg`` holds its provenance.
+        The model with the weights loaded; ``model.pretrained_cfg`` holds its provenance, and
+        ``temperature`` (fitted on validation data; ``None`` when the config records none)
+        and ``calibration`` (the config's section, or ``None``).
 
     Raises:
         CorruptWeightsError: ``data`` is not a safetensors file, or holds NaN or infinity.
-        InvalidHubFolderError: The config's ``model_kwargs`` do not fit the builder.
+        InvalidHubFolderError: The config's ``model_kwargs`` do not fit the builder, or its
+            calibration temperature is not a positive number.
         IncompatibleConfigError: The config names an architecture other than ``entry``'s.
         WeightsMismatchError: The tensors' keys, shapes or dtypes do not fit the model.
     """
@@ -272,5 +283,40 @@ def build_model(
         "recipe": recipe_as_dict(config.get("recipe")) or default_recipe(entry),
         "library_version": config.get("library_version"),
         "source": str(source),
+        "temperature": temperature_of(config, str(source)),
+        "calibration": config.get("calibration"),
     }
     return model
+
+
+def temperature_of(config: dict[str, Any], source: str) -> float | None:
+    """The temperature a config's ``calibration`` section records, checked.
+
+    Args:
+        config: A ``config.json``'s content.
+        source: The weights it belongs to, for messages.
+
+    Returns:
+        ``config["calibration"]["temperature"]`` as a float, or ``None`` when the config has
+        no calibration section (as the v0.1 releases).
+
+    Raises:
+        InvalidHubFolderError: The section is not an object, or its temperature is not a
+            positive finite number.
+    """
+    section = config.get("calibration")
+    if section is None:
+        return None
+    value = section.get("temperature") if isinstance(section, dict) else None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InvalidHubFolderError(
+            f"The config.json of {source} records calibration temperature {value!r}; it "
+            "must be a positive number. Re-create the folder with save_pretrained(), or "
+            "remove the section to load the model without temperature scaling."
+        )
+    return float(value)

@@ -12,10 +12,22 @@ with :func:`mnist_zoo.inference.preprocess` where the package documentation says
 then runs through :func:`mnist_zoo.inference.batched.predict_logits`: the fast path (bf16
 autocast, channels-last) where the hardware has it and the model's default allows it, the
 exact fp32 path otherwise or with ``precision="fp32"``.
+
+**Calibrated probabilities.** A model whose ``pretrained_cfg`` records a ``"temperature"`` (the
+scalar fitted on its validation split and stored in ``config.json``) has its logits divided by
+it before the softmax: the probabilities then mean what they say, while the labels (and hence
+accuracy) stay exactly those of the raw logits. ``predict(..., calibrated=False)`` gives the
+raw softmax. :func:`stored_temperature` reads the value.
+
+**Test-time augmentation.** ``predict(..., tta=True)`` averages the probabilities over the views
+of :mod:`mnist_zoo.inference.tta` (the image, four one-pixel shifts, two 8-degree rotations;
+never flips). The temperature, when there is one, then divides the log of the averaged
+probabilities.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,11 +37,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..devices import select_precision
 from ..errors import ImageError, InvalidArgumentError
-from .batched import check_batch_size, predict_logits
+from .batched import check_batch_size, model_device, predict_logits
 from .preprocessing import SIZE, ImageInput, as_unit_float, greyscale, preprocess
+from .tta import tta_logits
 
-__all__ = ["Prediction", "predict"]
+__all__ = ["Prediction", "predict", "stored_temperature"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +86,8 @@ def predict(
     device: torch.device | str | None = None,
     preprocess: Callable[[ImageInput], torch.Tensor] | None = preprocess,
     precision: str = "auto",
+    tta: bool = False,
+    calibrated: bool = True,
 ) -> Prediction:
     """Classify one or more images with ``model``.
 
@@ -83,7 +99,8 @@ def predict(
     through a copy of the model prepared once (see :mod:`mnist_zoo.inference.batched`), for
     batches of at least ``FAST_PATH_MIN_BATCH`` images; fp32 otherwise. The labels it gives
     were checked against fp32 on the full MNIST test set for the published weights
-    (``FAST_PATH_CHECKS``). ``precision="fp32"`` forces the exact path.
+    (``FAST_PATH_CHECKS``). ``precision="fp32"`` forces the exact path. With ``tta=True``,
+    ``"auto"`` takes the exact fp32 path (the fast path was checked without TTA).
 
     Args:
         model: A classifier taking (N, 1, 28, 28) float images in [0, 1] and returning logits,
@@ -104,6 +121,10 @@ def predict(
             tensor. ``None`` turns preprocessing off; inputs must then already be 28x28.
         precision: ``"auto"``, ``"fp32"`` (exact), or ``"bf16"`` / ``"fp16"`` (the fast path
             at that precision, for any batch size; fp16 needs CUDA).
+        tta: Average the probabilities over the test-time augmentation views of
+            :data:`mnist_zoo.inference.tta.TTA_VIEWS` (shifts and small rotations, no flips).
+        calibrated: Divide the logits by the temperature ``model.pretrained_cfg`` records, if
+            it records one, before the softmax. Labels do not depend on it.
 
     Returns:
         A :class:`Prediction` with one label and one row of probabilities per image, on the CPU.
@@ -117,8 +138,8 @@ def predict(
             position, e.g. ``images[2]: ...``, and nothing is returned for the others.
         InvalidArgumentError: For an empty batch, a ``batch_size`` that is not a positive
             integer, a ``preprocess`` that returns the wrong shape, an unknown ``precision`` or
-            one the device cannot run, or a model that does not return (N, classes) logits
-            (a ``ValueError``).
+            one the device cannot run, a model that does not return (N, classes) logits
+            (a ``ValueError``), or a recorded temperature that is not a positive number.
         TypeError: For unsupported input types or dtypes.
         FileNotFoundError: If a path does not exist.
     """
@@ -126,9 +147,46 @@ def predict(
     batch = _to_batch(images, preprocess)
     if device is not None:
         model.to(device)
-    logits = predict_logits(model, batch, batch_size=batch_size, device=device, precision=precision)
-    probs = torch.softmax(logits, dim=1).cpu()
-    return Prediction(labels=probs.argmax(dim=1), probs=probs)
+    if tta:
+        where = model_device(model) if device is None else torch.device(device)
+        exact = "fp32" if precision == "auto" else select_precision(precision, where)
+        logits = tta_logits(model, batch, batch_size=batch_size, device=where, precision=exact)
+    else:
+        logits = predict_logits(
+            model, batch, batch_size=batch_size, device=device, precision=precision
+        )
+    logits = logits.cpu()
+    labels = logits.argmax(dim=1)  # from the raw logits: a temperature never changes a label
+    temperature = stored_temperature(model) if calibrated else None
+    probs = torch.softmax(logits if temperature is None else logits / temperature, dim=1)
+    return Prediction(labels=labels, probs=probs)
+
+
+def stored_temperature(model: nn.Module) -> float | None:
+    """The temperature ``model.pretrained_cfg`` records, or ``None`` when it records none.
+
+    :func:`mnist_zoo.hub.load_pretrained` sets it from ``config.json`` for weights saved with
+    a fitted temperature (see :func:`mnist_zoo.calibration.fit_temperature`).
+
+    Args:
+        model: Any module; one without a ``pretrained_cfg`` has no temperature.
+
+    Returns:
+        The temperature as a float, or ``None``.
+
+    Raises:
+        InvalidArgumentError: The recorded value is not a positive, finite number.
+    """
+    cfg = getattr(model, "pretrained_cfg", None)
+    value = cfg.get("temperature") if isinstance(cfg, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidArgumentError(
+            f"The model's pretrained_cfg records temperature {value!r}, not a positive number: "
+            "fit one with mnist_zoo.calibration.fit_temperature, or remove the key."
+        )
+    return float(value)
 
 
 # --- Turning inputs into a batch --------------------------------------------------------------

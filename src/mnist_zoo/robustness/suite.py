@@ -35,6 +35,7 @@ from ..calibration import (
 )
 from ..errors import InvalidArgumentError
 from ..inference.batched import batched_logits
+from ..inference.tta import TTAModel
 from .corruptions import CORRUPTIONS, Corruption
 
 __all__ = [
@@ -63,6 +64,8 @@ class SuiteResult:
         temperature: The temperature the scaled figures used, or None.
         nll_scaled: ``nll`` after dividing the logits by ``temperature``, or None.
         ece_scaled: ``ece`` after dividing the logits by ``temperature``, or None.
+        tta: Whether every figure is of probabilities averaged over test-time augmentation
+            views (:mod:`mnist_zoo.inference.tta`).
     """
 
     clean_accuracy: float
@@ -74,6 +77,7 @@ class SuiteResult:
     temperature: float | None = None
     nll_scaled: float | None = None
     ece_scaled: float | None = None
+    tta: bool = False
 
     @property
     def mean_accuracy(self) -> float:
@@ -98,6 +102,7 @@ class SuiteResult:
             "ece_scaled": self.ece_scaled,
             "num_images": self.num_images,
             "seed": self.seed,
+            "tta": self.tta,
         }
 
     def format(self) -> str:
@@ -115,7 +120,7 @@ class SuiteResult:
             "",
             f"{'mean':<{width}}  {100 * self.mean_accuracy:6.2f}%  "
             f"({len(self.corruption_accuracy)} corruptions, {self.num_images} images each, "
-            f"seed {self.seed})",
+            f"seed {self.seed}, tta: {'true' if self.tta else 'false'})",
             "",
             f"calibration on clean images: NLL {self.nll:.4f}, ECE {100 * self.ece:.2f}% "
             f"({ECE_BINS} bins)",
@@ -252,6 +257,7 @@ def evaluate_corruptions(
     device: torch.device | str | None = None,
     precision: str = "fp32",
     temperature: float | None = None,
+    tta: bool = False,
 ) -> SuiteResult:
     """Score ``model`` on the clean test images and on each corrupted copy of them.
 
@@ -267,6 +273,8 @@ def evaluate_corruptions(
         temperature: A temperature fitted on validation data (see
             :func:`mnist_zoo.calibration.fit_temperature`): the result then also holds NLL
             and ECE of the scaled logits. Accuracy never depends on it.
+        tta: Score every set with the probabilities averaged over the test-time augmentation
+            views of :mod:`mnist_zoo.inference.tta` (shifts and small rotations, no flips).
 
     Returns:
         Clean and per-corruption accuracy, and NLL and ECE on the clean images.
@@ -277,6 +285,7 @@ def evaluate_corruptions(
     """
     chosen = _check_names(names)
     batch = _as_batch(images)
+    scored = TTAModel(model) if tta else model
     targets = torch.as_tensor(labels).long().cpu()
     if targets.ndim != 1 or len(targets) != len(batch):
         raise InvalidArgumentError(
@@ -286,7 +295,7 @@ def evaluate_corruptions(
     def logits_of(array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array).unsqueeze(1)
         return batched_logits(
-            model, tensor, batch_size=batch_size, device=device, precision=precision
+            scored, tensor, batch_size=batch_size, device=device, precision=precision
         ).cpu()
 
     clean = logits_of(batch)
@@ -307,4 +316,5 @@ def evaluate_corruptions(
         seed=int(seed),
         temperature=None if temperature is None else float(temperature),
         **scaled,
+        tta=bool(tta),
     )
