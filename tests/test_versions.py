@@ -281,3 +281,19 @@ def test_release_py_archives_a_new_tag_and_makes_it_the_default(tmp_path: Path) 
     (hub_dir / "minivgg" / CONFIG).write_text("{}")  # a frozen archive is never overwritten
     with pytest.raises(SystemExit, match="frozen"):
         release.archive(hub_dir, "v0.2.0")
+
+
+def test_each_release_names_the_recipe_its_weights_were_trained_with() -> None:
+    from mnist_zoo.training import BASE_RECIPE, RELEASE_RECIPES, get_recipe
+
+    assert set(RELEASE_RECIPES) >= {tag for pins in PRETRAINED.values() for tag in pins}
+    assert get_recipe("simplecnn", "v0.1.0") == BASE_RECIPE
+    assert get_recipe("minivgg") == RELEASE_RECIPES[DEFAULT_RELEASE]
+    with pytest.raises(InvalidArgumentError, match="v0.1.0"):
+        get_recipe("simplecnn", "v9.9.9")
+
+
+def test_train_refuses_an_unknown_release_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "simplecnn", "--release", "v9.9.9", "--out", "unused"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mnist-zoo: error: --release 'v9.9.9'") and "\n" not in err

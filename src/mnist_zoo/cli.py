@@ -119,7 +119,9 @@ def _load_model(name: str, device: str, instead: str) -> nn.Module:
         ) from err
 
 
-def _check_limit(name: str, limit: int | None, val_size: int | None) -> None:
+def _check_limit(
+    name: str, limit: int | None, val_size: int | None, release: str | None = None
+) -> None:
     """Refuse a --limit that the validation split would swallow, in the command's terms."""
     if limit is None:
         return
@@ -127,7 +129,7 @@ def _check_limit(name: str, limit: int | None, val_size: int | None) -> None:
         raise InvalidArgumentError(f"--limit must be a positive number of images, got {limit}.")
     from .training import get_recipe
 
-    held_out = get_recipe(name).val_size if val_size is None else val_size
+    held_out = get_recipe(name, release).val_size if val_size is None else val_size
     if held_out >= limit:
         raise InvalidArgumentError(
             f"--limit {limit} leaves no training images after the {held_out:,}-image validation "
@@ -136,10 +138,21 @@ def _check_limit(name: str, limit: int | None, val_size: int | None) -> None:
         )
 
 
+def _check_release(release: str | None) -> None:
+    """Refuse an unknown --release before anything is built, naming the known ones."""
+    from .training import RELEASE_RECIPES
+
+    if release is not None and release not in RELEASE_RECIPES:
+        raise InvalidArgumentError(
+            f"--release {release!r} is not a release: choose one of {', '.join(RELEASE_RECIPES)}."
+        )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train_and_save
 
-    _check_limit(args.name, args.limit, args.val_size)
+    _check_release(args.release)
+    _check_limit(args.name, args.limit, args.val_size, args.release)
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -161,6 +174,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             limit=args.limit,
             progress="plain" if args.no_progress else "auto",
             suite=not args.no_suite,
+            release=args.release,
             **{k: v for k, v in overrides.items() if v is not None},
         )
     except MNISTNotFoundError as err:
@@ -283,6 +297,12 @@ def _add_train_parser(sub: Any, data_help: str, download_help: str) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument(
+        "--release",
+        metavar="TAG",
+        help="train with the recipe of this release's weights, e.g. v0.1.0 "
+        "(default: the release `load_pretrained(NAME)` loads)",
+    )
     p.add_argument("--out", help="folder for the trained model in Hub layout (default: runs/NAME)")
     p.add_argument("--checkpoint-dir", help="checkpoints and history (default: OUT/checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints")

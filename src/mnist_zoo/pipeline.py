@@ -126,6 +126,7 @@ def train_and_save(
     test_limit: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
     suite: bool = True,
+    release: str | None = None,
     **overrides: Any,
 ) -> TrainingRun:
     """Train ``name`` with its recipe, score the test set once in fp32, save it in Hub layout.
@@ -158,6 +159,8 @@ def train_and_save(
             (:func:`~mnist_zoo.robustness.evaluate_corruptions`, with the fitted temperature)
             on the test images and record it as ``metrics["robustness"]``; it takes about a
             minute on 10,000 images on a CPU. ``False`` for smoke runs.
+        release: Train with the recipe of this release's weights (e.g. ``"v0.1.0"``, see
+            :data:`~mnist_zoo.training.RELEASE_RECIPES`); ``None``: the model's recipe.
         **overrides: Recipe settings replacing the registry recipe's (``epochs=1``,
             ``val_size=500``, ``precision="fp32"``, ...).
 
@@ -166,7 +169,7 @@ def train_and_save(
 
     Raises:
         UnknownModelError: ``name`` is not registered.
-        InvalidArgumentError: A bad setting or limit, or a validation split that leaves no
+        InvalidArgumentError: A bad setting, limit or release, or a validation split that leaves no
             training images.
         OutputFolderError: ``out`` or ``checkpoint_dir`` is a file or cannot be written
             (found before any data is read).
@@ -185,7 +188,8 @@ def train_and_save(
     out = Path(out)
     checkpoints = Path(checkpoint_dir) if checkpoint_dir is not None else out / "checkpoints"
     trainer = Trainer.from_recipe(
-        entry.name, model_kwargs=model_kwargs, device=device, checkpoint_dir=checkpoints,
+        entry.name, model_kwargs=model_kwargs, release=release, device=device,
+        checkpoint_dir=checkpoints,
         resume=resume, allow_recipe_change=allow_recipe_change, progress=progress, **overrides,
     )  # fmt: skip
     if trainer.is_main_process:  # the one that writes: before any data is read

@@ -31,6 +31,7 @@ from .augment import RandomAffine, RandomAppearance
 from .callbacks import BestSoFar, Callback, EarlyStopping
 from .config import (
     BASE_RECIPE,
+    RELEASE_RECIPES,
     CONFIG_FIELDS,
     OPTIMIZERS,
     RUN_OPTIONS,
@@ -44,6 +45,7 @@ from .trainer import Trainer
 
 __all__ = [
     "BASE_RECIPE",
+    "RELEASE_RECIPES",
     "CONFIG_FIELDS",
     "OPTIMIZERS",
     "PRECISIONS",

@@ -32,6 +32,7 @@ from .progress import PROGRESS_MODES
 
 __all__ = [
     "BASE_RECIPE",
+    "RELEASE_RECIPES",
     "CONFIG_FIELDS",
     "OPTIMIZERS",
     "SCHEDULERS",
@@ -265,23 +266,35 @@ def check_run_options(
         raise InvalidArgumentError("resume=True needs a checkpoint_dir to resume from.")
 
 
-def registered_recipe(entry: ModelEntry) -> tuple[TrainConfig, dict[str, Any]]:
+def registered_recipe(
+    entry: ModelEntry, release: str | None = None
+) -> tuple[TrainConfig, dict[str, Any]]:
     """A registry entry's recipe as a config, and builder kwargs an old dict recipe carried.
 
     Args:
         entry: The model's registry entry.
+        release: A release tag (a key of :data:`RELEASE_RECIPES`): the recipe that release's
+            weights were trained with. ``None``: the entry's own recipe if it has one, else
+            the recipe of its default release, else :data:`BASE_RECIPE`.
 
     Returns:
-        The recipe (:data:`BASE_RECIPE` when the entry has none) and the ``model_kwargs`` a
-        dict recipe held (``{}`` otherwise).
+        The recipe and the ``model_kwargs`` a dict recipe held (``{}`` otherwise).
 
     Raises:
-        InvalidArgumentError: A dict recipe with an unknown or invalid setting.
+        InvalidArgumentError: An unknown release tag (the message lists the known ones), or a
+            dict recipe with an unknown or invalid setting.
         TypeError: The entry's recipe is neither a TrainConfig, a dict nor None.
     """
+    if release is not None:
+        if release not in RELEASE_RECIPES:
+            raise InvalidArgumentError(
+                f"No release {release!r} to take a recipe from: the releases are "
+                f"{', '.join(RELEASE_RECIPES)}."
+            )
+        return RELEASE_RECIPES[release], {}
     recipe = entry.recipe
     if recipe is None:
-        return BASE_RECIPE, {}
+        return RELEASE_RECIPES.get(entry.default_release or "", BASE_RECIPE), {}
     if isinstance(recipe, TrainConfig):
         return recipe, {}
     if isinstance(recipe, Mapping):
@@ -294,20 +307,24 @@ def registered_recipe(entry: ModelEntry) -> tuple[TrainConfig, dict[str, Any]]:
     )
 
 
-def get_recipe(name: str) -> TrainConfig:
+def get_recipe(name: str, release: str | None = None) -> TrainConfig:
     """The recipe a registered model is trained with.
 
     Args:
         name: A registered model name (any case).
+        release: A release tag, e.g. ``"v0.1.0"``: the recipe of that release's weights.
+            ``None``: the recipe of the weights ``load_pretrained(name)`` gets (the model's
+            default release), unless the model was registered with a recipe of its own.
 
     Returns:
-        The registry entry's recipe (a dict recipe is converted), else :data:`BASE_RECIPE`.
+        The recipe.
 
     Raises:
         UnknownModelError: ``name`` is not registered.
-        InvalidArgumentError: The registered dict recipe has an invalid setting.
+        InvalidArgumentError: An unknown release, or a registered dict recipe with an
+            invalid setting.
     """
-    return registered_recipe(get_model_entry(name))[0]
+    return registered_recipe(get_model_entry(name), release)[0]
 
 
 # --------------------------------------------------------------------------- validation
@@ -399,6 +416,12 @@ def _check_ranges(config: TrainConfig) -> None:
 #: The names of the recipe's settings, in order.
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
 
-#: The recipe the three models are trained with (the study trained 30 epochs);
-#: ``benchmarks/recipes.py`` compares variants of it on the validation split.
+#: The recipe ``Trainer(model)`` trains with, and the one the v0.1.0 weights were trained with
+#: (the study trained 30 epochs); ``benchmarks/recipes.py`` compares variants of it on the
+#: validation split.
 BASE_RECIPE = TrainConfig()
+
+#: The recipe each release's weights were trained with, by tag (``mnist-zoo train NAME
+#: --release TAG`` reproduces them); a model without a recipe of its own trains with its
+#: default release's.
+RELEASE_RECIPES: dict[str, TrainConfig] = {"v0.1.0": BASE_RECIPE}

@@ -11,11 +11,9 @@ history = trainer.fit(train)          # carves a 5,000-image validation split fr
 print(trainer.evaluate(mnist_zoo.MNIST(split="test")))
 ```
 
-Why it is fast: a dataset that holds its images in memory (``MNIST``, or a pair of tensors)
-is moved to the device once as uint8; each batch is a slice of a shuffled index, converted to
-float there and augmented as a whole batch with one ``affine_grid``/``grid_sample`` call
-(see :mod:`mnist_zoo.training.batches`). Any other ``Dataset`` or ``DataLoader`` still works,
-through the ordinary loader path.
+Why it is fast: an in-memory dataset (``MNIST``, or a pair of tensors) goes to the device
+once as uint8; each batch is a slice of a shuffled index, made float and augmented there as a
+whole batch (:mod:`mnist_zoo.training.batches`). Other datasets use the ordinary loader path.
 """
 
 from __future__ import annotations
@@ -157,11 +155,12 @@ class Trainer:
 
     @classmethod
     def from_recipe(
-        cls, name: str, *, model_kwargs: dict[str, Any] | None = None, **overrides: Any
-    ) -> Trainer:
+        cls, name: str, *, model_kwargs: dict[str, Any] | None = None,
+        release: str | None = None, **overrides: Any,
+    ) -> Trainer:  # fmt: skip
         """A freshly initialised registry model and a Trainer set up by the model's recipe.
 
-        The config is ``dataclasses.replace(get_recipe(name), **recipe_overrides)``; the
+        The config is ``dataclasses.replace(get_recipe(name, release), **recipe_overrides)``; the
         recipe's ``seed`` fixes the initialisation too. The model's name and kwargs are kept
         as ``trainer.model_name`` and ``trainer.model_kwargs``, for
         :func:`mnist_zoo.save_pretrained`.
@@ -169,6 +168,8 @@ class Trainer:
         Args:
             name: A registered model name.
             model_kwargs: Builder kwargs, e.g. ``{"batch_norm": True}``.
+            release: Train with the recipe of this release's weights, e.g. ``"v0.1.0"``;
+                ``None``: the model's recipe (see :func:`~mnist_zoo.training.get_recipe`).
             **overrides: Recipe settings (``epochs=1``) and run options
                 (``checkpoint_dir=...``, ``device="cpu"``).
 
@@ -178,12 +179,12 @@ class Trainer:
         Raises:
             UnknownModelError: ``name`` is not registered.
             TypeError: An override that is neither a recipe setting nor a run option.
-            InvalidArgumentError: An invalid setting.
+            InvalidArgumentError: An invalid setting or an unknown release.
         """
         from ..registry import create_model, get_model_entry
 
         entry = get_model_entry(name)
-        recipe, recipe_kwargs = registered_recipe(entry)
+        recipe, recipe_kwargs = registered_recipe(entry, release)
         config, run_options = apply_overrides(recipe, overrides, "Trainer.from_recipe()")
         kwargs = {**recipe_kwargs, **(model_kwargs or {})}
         seed_everything(config.seed)
