@@ -148,12 +148,14 @@ def _assert_one_error_line(err: str, *needles: str) -> None:
         (["evaluate", "minivgg", "--data", "{empty}"], 1,
          ["mnist-zoo evaluate hub/minivgg"]),
         (["predict", IMAGE], 1, ["--model DIR", "hub/minivgg"]),
+        (["evaluate", "deepercnn@v0.1.0", "--data", "{empty}"], 1,
+         ["mnist-zoo evaluate hub/v0.1.0/deepercnn"]),
         (["push", "simplecnn", "--repo-id", "someone/simplecnn", "--folder", "{empty}"], 2,
          ["is missing"]),
         (["serve", "--model", "no/such/folder", "--port", "0"], 2, ["no/such/folder"]),
     ],
     ids=["train-no-data", "evaluate-no-folder", "evaluate-hub-down", "predict-hub-down",
-         "push-bad-folder", "serve-no-folder"],
+         "evaluate-tag-hub-down", "push-bad-folder", "serve-no-folder"],
 )  # fmt: skip
 def test_each_command_fails_with_one_line_through_the_console_script(
     tmp_path: Path, argv: list[str], status: int, needles: list[str]

@@ -108,8 +108,12 @@ def _load_model(name: str, device: str, instead: str) -> nn.Module:
             "needs the published Hub repos), or evaluate the members' folders one by one."
         ) from err
     except HubUnavailableError as err:
-        # "hf-hub:owner/minivgg@v1" and "minivgg" both suggest the checkout's hub/minivgg.
-        folder = f"hub/{Path(name.split('@')[0]).name.lower()}"
+        # "hf-hub:owner/minivgg@v1" and "minivgg" both suggest the checkout's hub/minivgg; a
+        # pinned tag, "minivgg@v0.1.0", its archived copy hub/v0.1.0/minivgg.
+        base, _, tag = name.partition("@")
+        folder = f"hub/{Path(base).name.lower()}"
+        if tag and not base.startswith("hf-hub:"):
+            folder = f"hub/{tag}/{Path(base).name.lower()}"
         # The Python advice (cache_dir=, load_pretrained(...)) is replaced by the CLI's own.
         what = str(err).split(" To work offline")[0]
         raise HubUnavailableError(
