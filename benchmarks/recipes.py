@@ -47,13 +47,19 @@ VARIANTS: dict[str, dict[str, object]] = {
     "elastic": {"augment": ELASTIC},
     "appearance-elastic": {"appearance": APPEARANCE, "augment": ELASTIC},
     "appearance-e20": {"appearance": APPEARANCE, "epochs": 20},
+    "appearance-e30": {"appearance": APPEARANCE, "epochs": 30},
     "appearance-mild": {"appearance": MILD_APPEARANCE},
     "appearance-mild-e20": {"appearance": MILD_APPEARANCE, "epochs": 20},
 }
 
 
 def run(
-    name: str, variant: str, seed: int, epochs: int | None, data: str | None, out: Path,
+    name: str,
+    variant: str,
+    seed: int,
+    epochs: int | None,
+    data: str | None,
+    out: Path,
     suite: bool,
 ) -> dict[str, float]:
     """Train one (model, variant, seed); return its validation accuracy (and suite mean)."""
@@ -117,10 +123,12 @@ def main() -> None:
     print(f"\n{'variant':<24}{'seeds':>6}{'mean val acc':>14}{'min':>9}{'max':>9}{'suite':>9}")
     for variant, runs in results.items():
         accs = [r["val_acc"] for r in runs]
+        low, high, suite = 100 * min(accs), 100 * max(accs), mean(runs, "suite_mean")
         print(f"{variant:<24}{len(accs):>6}{mean(runs, 'val_acc'):>14}"
-              f"{100 * min(accs):>8.2f}%{100 * max(accs):>8.2f}%{mean(runs, 'suite_mean'):>9}")  # fmt: skip
+              f"{low:>8.2f}%{high:>8.2f}%{suite:>9}")  # fmt: skip
     best = max(results, key=lambda v: statistics.mean(r["val_acc"] for r in results[v]))
     print(f"best for {args.model}: {best} ({mean(results[best], 'val_acc')} mean val acc)")
+
 
 if __name__ == "__main__":
     main()

@@ -87,8 +87,14 @@ def test_elastic_moves_pixels_beyond_the_affine_warp(digits):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"stroke": 1.5}, {"contrast": 1.0}, {"background": -0.1}, {"noise": float("nan")},
-     {"p": 2}, {"stroke": True}],  # fmt: skip
+    [
+        {"stroke": 1.5},
+        {"contrast": 1.0},
+        {"background": -0.1},
+        {"noise": float("nan")},
+        {"p": 2},
+        {"stroke": True},
+    ],  # fmt: skip
 )
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(InvalidArgumentError, match="RandomAppearance"):

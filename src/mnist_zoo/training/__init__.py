@@ -31,9 +31,9 @@ from .augment import RandomAffine, RandomAppearance
 from .callbacks import BestSoFar, Callback, EarlyStopping
 from .config import (
     BASE_RECIPE,
-    RELEASE_RECIPES,
     CONFIG_FIELDS,
     OPTIMIZERS,
+    RELEASE_RECIPES,
     RUN_OPTIONS,
     SCHEDULERS,
     TrainConfig,

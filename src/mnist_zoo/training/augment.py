@@ -51,11 +51,7 @@ class RandomAffine:
         # A recipe read back from config.json has its scale as a list.
         object.__setattr__(self, "scale", tuple(self.scale))
         for name in ("degrees", "translate", "elastic"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value < 0:
-                raise InvalidArgumentError(
-                    f"RandomAffine {name} must be a finite number >= 0, got {value!r}."
-                )
+            _check_setting(self, name, math.inf)
         low_high = self.scale
         if (
             len(low_high) != 2
@@ -104,7 +100,6 @@ class RandomAffine:
         if self.elastic > 0:
             grid = grid + self._displacement(x, generator, share)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
 
     def _displacement(
         self, x: torch.Tensor, generator: torch.Generator, share: tuple[int, int]
@@ -160,12 +155,7 @@ class RandomAppearance:
     def __post_init__(self) -> None:
         for name, high in (("stroke", 1.0), ("contrast", 0.999), ("background", 0.999),
                            ("noise", math.inf), ("p", 1.0)):  # fmt: skip
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or not 0 <= value <= high:
-                bound = "" if high == math.inf else f" and <= {high:g}"
-                raise InvalidArgumentError(
-                    f"RandomAppearance {name} must be a finite number >= 0{bound}, got {value!r}."
-                )
+            _check_setting(self, name, high)
 
     def __call__(
         self, x: torch.Tensor, generator: torch.Generator, *, share: tuple[int, int] = (0, 1)
@@ -228,6 +218,16 @@ def compose(*steps: Augmentation | None) -> Augmentation | None:
         return x
 
     return chain
+
+
+def _check_setting(owner: object, name: str, high: float) -> None:
+    """Refuse a setting of ``owner`` that is not a finite number in [0, high]."""
+    value = getattr(owner, name)
+    if not _is_real(value) or not math.isfinite(value) or not 0 <= value <= high:
+        bound = "" if high == math.inf else f" and <= {high:g}"
+        raise InvalidArgumentError(
+            f"{type(owner).__name__} {name} must be a finite number >= 0{bound}, got {value!r}."
+        )
 
 
 def _is_real(value: object) -> bool:

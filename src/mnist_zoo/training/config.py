@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from ..devices import PRECISIONS, Precision
 from ..errors import InvalidArgumentError
@@ -351,19 +351,24 @@ def _as_augment(value: object) -> RandomAffine | None:
 
 
 def _as_appearance(value: object) -> RandomAppearance | None:
-    if value is None or isinstance(value, RandomAppearance):
-        return value
-    if isinstance(value, Mapping) and set(value) <= {f.name for f in fields(RandomAppearance)}:
-        return RandomAppearance(**value)
-    raise InvalidArgumentError(f"appearance must be a RandomAppearance or None, got {value!r}.")
+    return _as_settings(value, RandomAppearance, "appearance")
 
 
 def _as_early_stopping(value: object) -> EarlyStopping | None:
-    if value is None or isinstance(value, EarlyStopping):
+    return _as_settings(value, EarlyStopping, "early_stopping")
+
+
+SettingsT = TypeVar("SettingsT")
+
+
+def _as_settings(value: object, kind: type[SettingsT], name: str) -> SettingsT | None:
+    """``None``, an instance of ``kind``, or a dict of its fields (as config.json stores it)."""
+    if value is None or isinstance(value, kind):
         return value
-    if isinstance(value, Mapping) and set(value) <= {f.name for f in fields(EarlyStopping)}:
-        return EarlyStopping(**value)
-    raise InvalidArgumentError(f"early_stopping must be an EarlyStopping or None, got {value!r}.")
+    if isinstance(value, Mapping) and set(value) <= {f.name for f in fields(kind)}:  # type: ignore[arg-type]
+        return kind(**value)
+    article = "an" if kind.__name__[0] in "AEIOU" else "a"
+    raise InvalidArgumentError(f"{name} must be {article} {kind.__name__} or None, got {value!r}.")
 
 
 def _checked_float(name: str, value: object) -> float | None:
