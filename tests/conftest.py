@@ -12,10 +12,11 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from mnist_zoo.data import SPLITS, candidate_names, find_mnist_file
+from mnist_zoo.data import MNIST, SPLITS, candidate_names, find_mnist_file, write_idx
 
 TEST_DATA_ENV_VAR = "MNIST_ZOO_TEST_DATA"
 _KINDS = ("images", "labels")
@@ -107,6 +108,28 @@ def mnist_kaggle_root(
     """Real MNIST decompressed, Kaggle naming: ``train-images.idx3-ubyte``, ..."""
     target = tmp_path_factory.mktemp("mnist-kaggle")
     return _write_copies(target, mnist_contents, _kaggle_name, compress=False)
+
+
+#: The size of :func:`mnist_small_root`'s splits.
+SMALL_TRAIN, SMALL_TEST = 6_000, 2_000
+
+
+@pytest.fixture(scope="session")
+def mnist_small_root(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 6,000 training and 2,000 test images of real MNIST, as plain IDX files.
+
+    For command-line and example runs that read a folder: they load and score 2,000 test
+    images instead of 10,000 where their point does not need the whole test split.
+    """
+    target = tmp_path_factory.mktemp("mnist-small")
+    for split, size in (("train", SMALL_TRAIN), ("test", SMALL_TEST)):
+        dataset = MNIST(mnist_root, split=split)
+        write_idx(target / _original_name(split, "images"), dataset.images[:size, 0].numpy())
+        write_idx(
+            target / _original_name(split, "labels"),
+            dataset.targets[:size].numpy().astype(np.uint8),
+        )
+    return target
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,18 @@ from mnist_zoo.errors import (
 )
 from mnist_zoo.pipeline import TrainingRun, run_metrics, train_and_save
 
-#: A smoke run: 2,500 training images after a 500-image validation split, one epoch.
+#: A smoke run: 2,500 training images after a 500-image validation split, one epoch. Every run
+#: here reads ``mnist_small_root`` (the first 6,000 training and 2,000 test images of MNIST),
+#: which holds all the images the limits let it use.
 SMALL = dict(
     limit=3000, val_size=500, epochs=1, precision="fp32", device="cpu", progress=False, suite=False
 )
 
 
 @pytest.fixture(scope="module")
-def run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
+def run(mnist_small_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
     out = tmp_path_factory.mktemp("pipeline") / "simplecnn"
-    return train_and_save("simplecnn", data=mnist_root, out=out, test_limit=2000, **SMALL)
+    return train_and_save("simplecnn", data=mnist_small_root, out=out, test_limit=2000, **SMALL)
 
 
 def test_the_folder_is_in_hub_layout_with_the_runs_metrics(run: TrainingRun) -> None:
@@ -56,18 +58,22 @@ def test_the_recipe_is_stored_as_data_with_the_resolved_precision(run: TrainingR
     assert recipe == json.loads(json.dumps(dataclasses.asdict(expected)))
 
 
-def test_the_saved_model_scores_what_the_run_measured(run: TrainingRun, mnist_root: Path) -> None:
-    test = mnist_zoo.MNIST(mnist_root, split="test")
+def test_the_saved_model_scores_what_the_run_measured(
+    run: TrainingRun, mnist_small_root: Path
+) -> None:
+    test = mnist_zoo.MNIST(mnist_small_root, split="test")
     loaded = mnist_zoo.load_pretrained(run.out)
     again = mnist_zoo.evaluate_model(loaded, test.images[:2000], test.targets[:2000])
     assert again.accuracy == run.result.accuracy
     assert "test accuracy" in run.summary() and str(run.out) in run.summary()
 
 
-def test_resuming_a_finished_run_gives_the_same_weights(run: TrainingRun, mnist_root: Path) -> None:
+def test_resuming_a_finished_run_gives_the_same_weights(
+    run: TrainingRun, mnist_small_root: Path
+) -> None:
     before = json.loads((run.out / "config.json").read_text())
     again = train_and_save(
-        "simplecnn", data=mnist_root, out=run.out, resume=True, test_limit=2000, **SMALL
+        "simplecnn", data=mnist_small_root, out=run.out, resume=True, test_limit=2000, **SMALL
     )
     assert len(again.history) == 1  # nothing more to train
     assert json.loads((run.out / "config.json").read_text())["sha256"] == before["sha256"]
@@ -114,20 +120,20 @@ def test_a_folder_that_cannot_be_written_is_refused_before_any_data_is_read(
     assert not (tmp_path / "out").exists() and not (tmp_path / "ck").exists()
 
 
-def test_a_run_of_two_steps_trains_and_saves(mnist_root: Path, tmp_path: Path) -> None:
+def test_a_run_of_two_steps_trains_and_saves(mnist_small_root: Path, tmp_path: Path) -> None:
     # `mnist-zoo train simplecnn --epochs 1 --limit 5300`: 300 images after the 5,000 held
     # out, two batches of 128, a one-cycle schedule of two steps.
     run = train_and_save(
-        "simplecnn", data=mnist_root, out=tmp_path / "out", limit=5300, epochs=1,
+        "simplecnn", data=mnist_small_root, out=tmp_path / "out", limit=5300, epochs=1,
         precision="fp32", device="cpu", progress=False, test_limit=500, suite=False,
     )  # fmt: skip
     assert (run.out / "model.safetensors").is_file() and len(run.history) == 1
 
 
-def test_a_diverging_run_saves_no_model(mnist_root: Path, tmp_path: Path) -> None:
+def test_a_diverging_run_saves_no_model(mnist_small_root: Path, tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="train_loss is (nan|inf)"):
         train_and_save(
-            "simplecnn", data=mnist_root, out=tmp_path / "out", limit=1500, val_size=500,
+            "simplecnn", data=mnist_small_root, out=tmp_path / "out", limit=1500, val_size=500,
             epochs=1, optimizer="sgd", lr=1e12, scheduler="none", precision="fp32",
             device="cpu", progress=False,
         )  # fmt: skip
@@ -136,12 +142,12 @@ def test_a_diverging_run_saves_no_model(mnist_root: Path, tmp_path: Path) -> Non
 
 
 def test_a_changed_recipe_on_resume_is_refused_or_allowed_and_recorded(
-    run: TrainingRun, mnist_root: Path, tmp_path: Path
+    run: TrainingRun, mnist_small_root: Path, tmp_path: Path
 ) -> None:
     checkpoints = tmp_path / "checkpoints"
     shutil.copytree(run.out / "checkpoints", checkpoints)
     settings = {**SMALL, "epochs": 2, "lr": 1e-3}
-    common = dict(data=mnist_root, checkpoint_dir=checkpoints, resume=True, test_limit=500)
+    common = dict(data=mnist_small_root, checkpoint_dir=checkpoints, resume=True, test_limit=500)
     with pytest.raises(CheckpointError, match=r"epochs \(1 there, 2 here\), lr .*--allow"):
         train_and_save("simplecnn", out=tmp_path / "refused", **common, **settings)
     assert not (tmp_path / "refused").exists()
