@@ -33,6 +33,7 @@ __all__ = [
     "confusion_matrix",
     "evaluate_model",
     "most_confused",
+    "result_from_logits",
 ]
 
 
@@ -219,7 +220,30 @@ def evaluate_model(
         device=device,
         precision=precision,
     ).cpu()
-    targets = targets.cpu().long()
+    return result_from_logits(logits, targets, tta=tta)
+
+
+def result_from_logits(
+    logits: torch.Tensor, targets: torch.Tensor, *, tta: bool = False
+) -> EvaluationResult:
+    """The metrics of logits already computed, as :func:`evaluate_model` reports them.
+
+    Args:
+        logits: (N, C) logits (or log-probabilities) of N images.
+        targets: (N,) integer class labels.
+        tta: Whether the logits came from test-time augmentation (recorded in the result).
+
+    Returns:
+        The metrics, with the predictions and probabilities per image (on the CPU).
+
+    Raises:
+        InvalidArgumentError: ``logits`` is not (N, C) for the N targets.
+    """
+    logits, targets = logits.cpu(), targets.cpu().long()
+    if logits.ndim != 2 or len(logits) != len(targets):
+        raise InvalidArgumentError(
+            f"logits of shape {tuple(logits.shape)} for {len(targets)} targets: expected (N, C)."
+        )
     num_classes = logits.shape[1]
     predictions = logits.argmax(1)
     confusion = confusion_matrix(targets, predictions, num_classes)
