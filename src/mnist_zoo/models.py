@@ -315,7 +315,7 @@ class MiniVGG(ZooModel):
 #: tag's files and hub/NAME/ the default's; `python scripts/release.py --write-pins` writes this
 #: block from them. Load a tag with load_pretrained("minivgg", revision="v0.1.0") or
 #: load_pretrained("minivgg@v0.1.0"); DEFAULT_RELEASE is what a load without a tag gets.
-DEFAULT_RELEASE = "v0.1.0"
+DEFAULT_RELEASE = "v0.2.0"
 PRETRAINED = {
     "simplecnn": {
         "v0.1.0": PretrainedWeights(
@@ -325,6 +325,14 @@ PRETRAINED = {
             size=1_687_280,
             config_sha256="fc7195f55398c43de4d72d152725327f6a379e5da641cd5e5d9008c797376891",
             metrics={"test_accuracy": 0.9953},
+        ),
+        "v0.2.0": PretrainedWeights(
+            repo_id="mnist-zoo/simplecnn",
+            revision="v0.2.0",
+            sha256="1f2d5481c676d0f65987c492124e44263c3ed1ede1bf4f95be08d835ee527754",
+            size=1_687_280,
+            config_sha256="57cc5081bade597307db984b41741e20930d7695b3b9cadce1cf8cd3282569aa",
+            metrics={"test_accuracy": 0.9963},
         ),
     },
     "deepercnn": {
@@ -336,6 +344,14 @@ PRETRAINED = {
             config_sha256="7f1f9b8a5ab1261fa1479d788c8a6d8cee1ccafe052745def5667ac25c2ffb79",
             metrics={"test_accuracy": 0.9961},
         ),
+        "v0.2.0": PretrainedWeights(
+            repo_id="mnist-zoo/deepercnn",
+            revision="v0.2.0",
+            sha256="7dd855fdede609003c3690719b2d8fadeb4fdcb698dd8eec36b792b16c5df4f3",
+            size=3_483_584,
+            config_sha256="85a7063702f643e9a7bf9f2296fafe9140b197c650f44d7bc266756b666ae42a",
+            metrics={"test_accuracy": 0.9967},
+        ),
     },
     "minivgg": {
         "v0.1.0": PretrainedWeights(
@@ -345,6 +361,14 @@ PRETRAINED = {
             size=11_701_584,
             config_sha256="3437c682741ae74550dc9923f24f49dcc21d08573477e2d1291fef4afb1e5374",
             metrics={"test_accuracy": 0.9972},
+        ),
+        "v0.2.0": PretrainedWeights(
+            repo_id="mnist-zoo/minivgg",
+            revision="v0.2.0",
+            sha256="26023d81d87a9e58c96701f1bfed413a654832180e5b973c367086a642865e80",
+            size=11_701_584,
+            config_sha256="397a3bdf15ca74dc110db85aa34aa8a69b30258e45083fe0811267f27f042c5e",
+            metrics={"test_accuracy": 0.9971},
         ),
     },
 }
