@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", metavar="DIR", help="MNIST folder (default: $MNIST_ZOO_DATA)")
     parser.add_argument("--out", type=Path, help="save the fine-tuned model in Hub layout here")
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 30 steps, 2,000 test images"
+        "--quick", action="store_true", help="smoke run: 60 steps, 2,000 test images"
     )
     return parser.parse_args(argv)
 
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = parse_args(argv)
     if args.quick:
-        args.steps = min(args.steps, 30)
+        args.steps = min(args.steps, 60)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     try:
         models = candidates(args.model, args.seed)

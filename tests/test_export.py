@@ -160,7 +160,8 @@ def test_onnx_predict_is_the_packages_predict(published_onnx: dict[str, Path]) -
     model = published_model("minivgg")
     for images in (EXAMPLE_PATHS, torch.rand(3, 28, 28), check_images()):
         got = onnx_model.predict(images)
-        expected = mnist_zoo.predict(model, images, precision="fp32")
+        # The ONNX file carries the network, not the temperature in config.json.
+        expected = mnist_zoo.predict(model, images, precision="fp32", calibrated=False)
         assert torch.equal(got.labels, expected.labels)
         torch.testing.assert_close(got.probs, expected.probs, atol=1e-4, rtol=0)
     with pytest.raises(mnist_zoo.errors.ImageError):
@@ -184,12 +185,17 @@ def test_the_ensemble_exports_as_one_graph(tmp_path: Path, mnist_root: Path) -> 
     # Its labels on 2,000 test images are the PyTorch ensemble's (its members' fp32 logits,
     # combined as Ensemble.forward does; tests/test_fast_predict.py shows that is the same).
     test = mnist_test_set(mnist_root)
-    log_probs = torch.stack(
-        [torch.log_softmax(fp32_logits(n, mnist_root)[:2000], 1) for n in PINNED]
-    )
+    # Each member's logits over the temperature its config.json stores, as Ensemble does.
+    log_probs = torch.stack([
+        torch.log_softmax(fp32_logits(n, mnist_root)[:2000] / _temperature(n), 1) for n in PINNED
+    ])  # fmt: skip
     expected = torch.logsumexp(log_probs, dim=0).argmax(1)
     labels = onnx_model.logits(test.images[:2000], batch_size=1000).argmax(1)
     assert torch.equal(labels, expected)
+
+
+def _temperature(name: str) -> float:
+    return published_model(name).pretrained_cfg.get("temperature") or 1.0
 
 
 # --- refusals -----------------------------------------------------------------------------------

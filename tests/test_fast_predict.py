@@ -235,15 +235,23 @@ def test_logits(
     }
     ensemble = mnist_zoo.Ensemble(list(members.values())).eval()
     logits["ensemble"] = {
-        "fp32": _ensemble_logits([logits[name]["fp32"] for name in members]),
+        "fp32": _ensemble_logits(
+            [logits[name]["fp32"] for name in members],
+            [m.pretrained_cfg.get("temperature") or 1.0 for m in members.values()],
+        ),
         "bf16": predict_logits(ensemble, images, batch_size=500, precision="bf16"),
     }
     return logits
 
 
-def _ensemble_logits(member_logits: list[torch.Tensor]) -> torch.Tensor:
-    """Ensemble.forward (equal weights) on its members' fp32 logits."""
-    log_probs = torch.stack([torch.log_softmax(x, dim=1) for x in member_logits])
+def _ensemble_logits(
+    member_logits: list[torch.Tensor], temperatures: list[float] | None = None
+) -> torch.Tensor:
+    """Ensemble.forward (equal weights) on its members' fp32 logits and temperatures."""
+    temperatures = temperatures or [1.0] * len(member_logits)
+    log_probs = torch.stack(
+        [torch.log_softmax(x / t, dim=1) for x, t in zip(member_logits, temperatures, strict=True)]
+    )
     return torch.logsumexp(log_probs - torch.log(torch.tensor(float(len(member_logits)))), dim=0)
 
 
@@ -252,7 +260,10 @@ def test_the_ensembles_fp32_logits_are_its_members_combined(
 ) -> None:
     ensemble = mnist_zoo.Ensemble(list(members.values())).eval()
     x = torch.rand(64, 1, 28, 28)
-    combined = _ensemble_logits([predict_logits(m, x, precision="fp32") for m in members.values()])
+    combined = _ensemble_logits(
+        [predict_logits(m, x, precision="fp32") for m in members.values()],
+        [m.pretrained_cfg.get("temperature") or 1.0 for m in members.values()],
+    )
     torch.testing.assert_close(
         predict_logits(ensemble, x, precision="fp32"), combined, atol=1e-5, rtol=1e-5
     )

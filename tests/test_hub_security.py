@@ -28,6 +28,7 @@ from huggingface_hub import file_download
 import mnist_zoo
 from mnist_zoo import hub
 from mnist_zoo.errors import InvalidArgumentError
+from mnist_zoo.models import DEFAULT_RELEASE
 from mnist_zoo.registry import get_model_entry
 
 HUB = Path(__file__).resolve().parents[1] / "hub"
@@ -59,6 +60,10 @@ def load_offline(name: str, cache: Path, **kwargs: object) -> torch.nn.Module:
     return hub.load_pretrained(name, cache_dir=cache, local_files_only=True, **kwargs)
 
 
+#: The tag a load without a revision gets: the files of hub/NAME.
+TAG = DEFAULT_RELEASE
+
+
 def real_config(name: str = "simplecnn") -> bytes:
     return (HUB / name / CONFIG).read_bytes()
 
@@ -69,7 +74,7 @@ def real_config(name: str = "simplecnn") -> bytes:
 
 @pytest.mark.parametrize("victim_size", ["small", "pinned size"])
 def test_eviction_never_deletes_a_file_outside_the_cache(tmp_path: Path, victim_size: str) -> None:
-    # The issue's reproduction: refs/v0.1.0 -> a commit whose model.safetensors is a link to a
+    # The issue's reproduction: refs/TAG -> a commit whose model.safetensors is a link to a
     # file of the user's. Before the fix, the failed check deleted that file.
     victim = tmp_path / "victim.txt"
     if victim_size == "small":
@@ -79,7 +84,7 @@ def test_eviction_never_deletes_a_file_outside_the_cache(tmp_path: Path, victim_
             f.truncate(get_model_entry("simplecnn").pretrained.size)
     before = victim.read_bytes()
     cache = tmp_path / "cache"
-    plant(cache, "mnist-zoo/simplecnn", "v0.1.0", {CONFIG: real_config(), WEIGHTS: victim})
+    plant(cache, "mnist-zoo/simplecnn", TAG, {CONFIG: real_config(), WEIGHTS: victim})
 
     with pytest.raises(hub.ChecksumMismatchError) as err:
         load_offline("simplecnn", cache)
@@ -95,7 +100,7 @@ def test_eviction_deletes_a_bad_blob_of_the_cache(tmp_path: Path) -> None:
     blob = repo / "blobs" / ("ab" * 32)
     blob.parent.mkdir(parents=True)
     blob.write_bytes(b"\0" * get_model_entry("simplecnn").pretrained.size)
-    plant(cache, "mnist-zoo/simplecnn", "v0.1.0", {CONFIG: real_config(), WEIGHTS: blob})
+    plant(cache, "mnist-zoo/simplecnn", TAG, {CONFIG: real_config(), WEIGHTS: blob})
     with pytest.raises(hub.ChecksumMismatchError, match="deleted from the cache"):
         load_offline("simplecnn", cache)
     assert not blob.exists()
@@ -118,7 +123,7 @@ def test_a_planted_link_to_a_device_or_a_huge_file_is_never_read(
 ) -> None:
     cache = tmp_path / "cache"
     link_to = Path("/dev/zero") if target == "/dev/zero" else sparse_file(tmp_path / "big", 8 << 30)
-    plant(cache, "mnist-zoo/simplecnn", "v0.1.0", {CONFIG: real_config(), WEIGHTS: link_to})
+    plant(cache, "mnist-zoo/simplecnn", TAG, {CONFIG: real_config(), WEIGHTS: link_to})
     start = time.perf_counter()
     with pytest.raises((hub.CorruptWeightsError, hub.ChecksumMismatchError)) as err:
         load_offline("simplecnn", cache)
@@ -202,9 +207,9 @@ def test_recorded_hashes_compare_case_insensitively(tmp_path: Path) -> None:
 
 
 def serve_simplecnn(fake: FakeHub, config: dict) -> str:
-    """mnist-zoo/simplecnn: v0.1.0 as published; ``main`` with ``config`` beside its weights."""
+    """mnist-zoo/simplecnn: the default release as published; ``main``: ``config`` beside it."""
     pinned = fake.add_folder("mnist-zoo/simplecnn", HUB / "simplecnn")
-    fake.repos["mnist-zoo/simplecnn"].refs["v0.1.0"] = pinned
+    fake.repos["mnist-zoo/simplecnn"].refs[TAG] = pinned
     weights = (HUB / "simplecnn" / WEIGHTS).read_bytes()
     return fake.add_commit(
         "mnist-zoo/simplecnn", {WEIGHTS: weights, CONFIG: json.dumps(config).encode()}
@@ -223,14 +228,14 @@ def test_a_config_claiming_another_architecture_is_refused(tmp_path: Path) -> No
         # At the pinned revision the config is pinned too: as published, it loads.
         model = hub.load_pretrained("simplecnn", **where)
     assert model.pretrained_cfg["architecture"] == "simplecnn"
-    assert model.pretrained_cfg["metrics"]["test_accuracy"] == 0.9953
+    assert model.pretrained_cfg["metrics"] == json.loads(real_config())["metrics"]
 
 
 def test_the_pinned_config_json_is_checked_against_its_pin(tmp_path: Path) -> None:
     lie = {**json.loads(real_config()), "metrics": {"test_accuracy": 1.0}}
     with FakeHub() as fake:
         commit = serve_simplecnn(fake, lie)
-        fake.repos["mnist-zoo/simplecnn"].refs["v0.1.0"] = commit  # the tag moved to the lie
+        fake.repos["mnist-zoo/simplecnn"].refs[TAG] = commit  # the tag moved to the lie
         with pytest.raises(hub.ChecksumMismatchError, match="config.json") as err:
             hub.load_pretrained("simplecnn", endpoint=fake.url, cache_dir=tmp_path / "cache")
     assert get_model_entry("simplecnn").pretrained.config_sha256 in str(err.value)

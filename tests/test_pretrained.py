@@ -29,6 +29,7 @@ from mnist_zoo.ensemble import PRETRAINED_MEMBERS
 from mnist_zoo.evaluation import result_from_logits
 from mnist_zoo.hub import sha256_file
 from mnist_zoo.hub.card import card_markdown, ensemble_card
+from mnist_zoo.models import DEFAULT_RELEASE
 from mnist_zoo.registry import get_model_entry
 
 HUB = Path(__file__).resolve().parents[1] / "hub"
@@ -87,7 +88,7 @@ def test_registry_pins_the_files_in_hub(name: str) -> None:
     assert pin.config_sha256 == sha256_file(HUB / name / "config.json"), (
         "hub/ configs changed: run python scripts/release.py --write-pins"
     )
-    assert pin.revision == f"v{mnist_zoo.__version__}"
+    assert pin.revision == DEFAULT_RELEASE
     assert pin.metrics["test_accuracy"] == card_accuracy(name)
     card = (HUB / name / "README.md").read_text()
     assert f"{100 * card_accuracy(name):.2f}%" in card
@@ -262,7 +263,9 @@ def test_hf_hub_name_gives_the_local_folders_predictions(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         by_id = mnist_zoo.load_pretrained(
-            "hf-hub:mnist-zoo/minivgg@v0.1.0", endpoint=fake_hub.url, cache_dir=tmp_path / "c"
+            f"hf-hub:mnist-zoo/minivgg@{DEFAULT_RELEASE}",
+            endpoint=fake_hub.url,
+            cache_dir=tmp_path / "c",
         )
     local = mnist_zoo.load_pretrained(HUB / "minivgg")
     images = mnist_zoo.MNIST(mnist_root, split="test").images[:500].float() / 255

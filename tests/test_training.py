@@ -28,8 +28,10 @@ from mnist_zoo.errors import (
     OutputFolderError,
     TrainingError,
 )
+from mnist_zoo.models import DEFAULT_RELEASE
 from mnist_zoo.training import (
     BASE_RECIPE,
+    RELEASE_RECIPES,
     Callback,
     DeviceNotAvailableError,
     EarlyStopping,
@@ -512,8 +514,10 @@ def test_trainer_without_arguments_trains_the_base_recipe() -> None:
     assert trainer.config == BASE_RECIPE == TrainConfig()
     # The recipe's warm-up wins: the Python and CLI quickstarts train the same schedule.
     assert BASE_RECIPE.warmup_epochs == 2.0
+    # A registered name trains the recipe of the weights load_pretrained(name) gives.
     for name in ("simplecnn", "deepercnn", "minivgg"):
-        assert get_recipe(name) == BASE_RECIPE
+        assert get_recipe(name) == RELEASE_RECIPES[DEFAULT_RELEASE]
+        assert get_recipe(name, "v0.1.0") == BASE_RECIPE
 
 
 def test_base_recipe_is_what_the_published_weights_record() -> None:
@@ -757,9 +761,10 @@ def test_a_checkpoint_resumes_only_into_the_model_it_holds(
 ) -> None:
     images, labels = tiny[0][:400], tiny[1][:400]
     common = dict(epochs=1, batch_size=64, val_size=100, device="cpu", precision="fp32")
+    # The v0.1.0 recipe is BASE_RECIPE, which the Trainer(model) below trains too.
     Trainer.from_recipe(
         "deepercnn", model_kwargs={"batch_norm": True}, checkpoint_dir=tmp_path,
-        progress=False, **common,
+        progress=False, release="v0.1.0", **common,
     ).fit((images, labels))  # fmt: skip
     last = read_checkpoint(tmp_path / "last.pt")
     assert last["architecture"]["name"] == "deepercnn"

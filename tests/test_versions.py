@@ -102,13 +102,14 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 # The registry's pins and the checked-in archive
 
 
-def test_every_model_pins_v0_1_0_and_it_is_the_default_for_now() -> None:
-    assert DEFAULT_RELEASE == V1
+def test_every_model_pins_both_releases_and_v0_2_0_is_the_default() -> None:
+    assert DEFAULT_RELEASE == "v0.2.0"
     for name in PRETRAINED_MEMBERS:
         entry = registry.get_model_entry(name)
-        assert entry.default_release == V1 and entry.pretrained is PRETRAINED[name][V1]
-        assert dict(entry.releases) == PRETRAINED[name]
-        assert entry.release(V1) is entry.pretrained and entry.release("v9.9.9") is None
+        assert entry.default_release == DEFAULT_RELEASE
+        assert entry.pretrained is PRETRAINED[name][DEFAULT_RELEASE]
+        assert dict(entry.releases) == PRETRAINED[name] and set(PRETRAINED[name]) == {V1, "v0.2.0"}
+        assert entry.release(V1) is PRETRAINED[name][V1] and entry.release("v9.9.9") is None
 
 
 @pytest.mark.parametrize("name", PRETRAINED_MEMBERS)
@@ -118,8 +119,9 @@ def test_the_archive_of_v0_1_0_holds_the_pinned_bytes(name: str) -> None:
     assert hub.sha256_file(folder / WEIGHTS) == pin.sha256
     assert (folder / WEIGHTS).stat().st_size == pin.size
     assert hub.sha256_file(folder / CONFIG) == pin.config_sha256
-    # hub/NAME holds the default release: today the same files.
-    assert hub.sha256_file(HUB / name / CONFIG) == pin.config_sha256
+    # hub/NAME holds the default release, no longer v0.1.0.
+    assert hub.sha256_file(HUB / name / CONFIG) == PRETRAINED[name][DEFAULT_RELEASE].config_sha256
+    assert hub.sha256_file(HUB / name / CONFIG) != pin.config_sha256
 
 
 def test_the_archived_folder_loads_locally_without_a_temperature() -> None:
@@ -140,7 +142,9 @@ def test_list_pretrained_and_the_cli_show_every_tag_and_the_default(
     rows = [line.split() for line in out.split("pinned releases")[1].splitlines()[1:]]
     assert ["simplecnn", "v0.1.0", "99.53%"] in rows
     assert ["simplecnn", "v0.2.0", "99.60%", "(default)"] in rows
-    assert ["minivgg", "v0.1.0", "99.72%", "(default)"] in rows
+    assert ["minivgg", "v0.1.0", "99.72%"] in rows
+    v2 = PRETRAINED["minivgg"]["v0.2.0"].metrics["test_accuracy"]
+    assert ["minivgg", "v0.2.0", f"{100 * v2:.2f}%", "(default)"] in rows
 
 
 def test_register_model_takes_several_pins_and_needs_a_default() -> None:
@@ -213,7 +217,7 @@ def test_an_unpinned_tag_is_refused_with_the_pinned_ones_unless_trusted(
     msg = str(err.value)
     assert "v0.1.0, v0.2.0 (default)" in msg and "trust_unverified=True" in msg
     assert not server.requests  # refused before asking the Hub anything
-    with pytest.raises(hub.UnverifiedWeightsError, match=r"v0\.1\.0 \(default\)"):
+    with pytest.raises(hub.UnverifiedWeightsError, match=r"v0\.1\.0, v0\.2\.0 \(default\)"):
         hub.load_pretrained("minivgg@v0.3.0", **where)
     with caplog.at_level(logging.WARNING, logger="mnist_zoo.hub"):
         model = hub.load_pretrained("simplecnn", revision="main", trust_unverified=True, **where)
