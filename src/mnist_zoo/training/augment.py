@@ -80,8 +80,7 @@ class RandomAffine:
             The warped images, same shape, dtype and device.
         """
         n = x.shape[0]
-        index, count = share
-        r = torch.rand(n * count, 4, generator=generator)[index * n : (index + 1) * n]
+        r = _share_of(torch.rand, generator, share, n, 4)
         r = r.to(x.device)
         angle = (2 * r[:, 0] - 1) * math.radians(self.degrees)
         scale = self.scale[0] + r[:, 1] * (self.scale[1] - self.scale[0])
@@ -106,9 +105,8 @@ class RandomAffine:
     ) -> torch.Tensor:
         """A smooth random field (N, H, W, 2) in ``affine_grid``'s [-1, 1] coordinates."""
         n, _, h, w = x.shape
-        index, count = share
-        coarse = torch.rand(n * count, 2, _ELASTIC_GRID, _ELASTIC_GRID, generator=generator)
-        coarse = (2 * coarse[index * n : (index + 1) * n] - 1).to(x.device, x.dtype)
+        coarse = _share_of(torch.rand, generator, share, n, 2, _ELASTIC_GRID, _ELASTIC_GRID)
+        coarse = (2 * coarse - 1).to(x.device, x.dtype)
         field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
         # A displacement of d pixels is 2d / size in normalised coordinates.
         scale = torch.tensor([2 * self.elastic / w, 2 * self.elastic / h], device=x.device)
@@ -172,9 +170,7 @@ class RandomAppearance:
             The changed images, same shape, dtype and device, in [0, 1].
         """
         n = x.shape[0]
-        index, count = share
-        part = slice(index * n, (index + 1) * n)
-        r = torch.rand(n * count, 8, generator=generator)[part].to(x.device, x.dtype)
+        r = _share_of(torch.rand, generator, share, n, 8).to(x.device, x.dtype)
         on = (r[:, 4:] < self.p).to(x.dtype)
         per_image = (n, 1, 1, 1)
         if self.stroke > 0:
@@ -186,7 +182,7 @@ class RandomAppearance:
         level = r[:, 2] * self.background * on[:, 2]
         x = x * contrast.view(per_image) + level.view(per_image)
         if self.noise > 0:
-            noise = torch.randn((n * count, *x.shape[1:]), generator=generator)[part]
+            noise = _share_of(torch.randn, generator, share, n, *x.shape[1:])
             sd = (r[:, 3] * self.noise * on[:, 3]).view(per_image)
             x = x + sd * noise.to(x.device, x.dtype)
         return x.clamp(0, 1)
@@ -218,6 +214,18 @@ def compose(*steps: Augmentation | None) -> Augmentation | None:
         return x
 
     return chain
+
+
+def _share_of(
+    draw: Callable[..., torch.Tensor],
+    generator: torch.Generator,
+    share: tuple[int, int],
+    n: int,
+    *shape: int,
+) -> torch.Tensor:
+    """This part's rows of random numbers drawn for the whole global batch (see ``share``)."""
+    index, count = share
+    return draw((n * count, *shape), generator=generator)[index * n : (index + 1) * n]
 
 
 def _check_setting(owner: object, name: str, high: float) -> None:
