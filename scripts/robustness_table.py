@@ -38,9 +38,10 @@ from torch import nn
 import mnist_zoo
 from mnist_zoo.calibration import fit_temperature
 from mnist_zoo.hub import sha256_file
+from mnist_zoo.inference import stored_temperature
+from mnist_zoo.pipeline import recorded_validation_split
 from mnist_zoo.registry import get_model_entry
 from mnist_zoo.robustness import CORRUPTIONS, evaluate_corruptions
-from mnist_zoo.training.batches import split_validation
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_MODELS = ["simplecnn", "deepercnn", "minivgg"]
@@ -79,13 +80,12 @@ def temperature_for(model: nn.Module, train: mnist_zoo.MNIST) -> tuple[float | N
         The temperature (``None`` when the recipe held out no validation split) and where it
         came from, for the table.
     """
-    cfg = model.pretrained_cfg
-    if cfg.get("temperature") is not None:
-        return float(cfg["temperature"]), "config.json"
-    recipe = cfg["recipe"]
-    if not recipe.get("val_size"):
+    stored = stored_temperature(model)
+    if stored is not None:
+        return stored, "config.json"
+    val = recorded_validation_split(model, lambda: train)
+    if val is None:
         return None, "none (no validation split)"
-    _, val = split_validation(train, None, val_size=recipe["val_size"], seed=recipe["seed"])
     return fit_temperature(model, val), f"fitted here on {len(val):,} validation images"
 
 

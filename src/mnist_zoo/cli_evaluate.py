@@ -109,24 +109,20 @@ def _fitted_temperature(
     """A temperature fitted on the model's validation split, or None and why not."""
     from .calibration import fit_temperature
     from .inference import TTAModel
-    from .training.batches import split_validation
+    from .pipeline import recorded_validation_split
 
-    cfg = getattr(model, "pretrained_cfg", None)
-    recipe = cfg.get("recipe") if isinstance(cfg, dict) else None
-    val_size = recipe.get("val_size") if isinstance(recipe, dict) else None
-    if not val_size or not isinstance(recipe.get("seed"), int):
-        return None, (
-            "none: the model records no validation split to fit one on (its config.json has "
-            "no temperature, and no recipe with val_size and seed)"
-        )
     try:
-        train = load_train()
+        val = recorded_validation_split(model, load_train)
     except MNISTNotFoundError:
         return None, (
             "none: the training split, which the validation split is carved from, is not in "
             "the data folder; pass --data DIR with all four MNIST files to fit one"
         )
-    _, val = split_validation(train, None, val_size=val_size, seed=recipe["seed"])
+    if val is None:
+        return None, (
+            "none: the model records no validation split to fit one on (its config.json has "
+            "no temperature, and no recipe with val_size and seed)"
+        )
     scored = TTAModel(model) if args.tta else model
     temperature = fit_temperature(scored, val, precision=args.precision)
     return temperature, f"fitted on the validation split, {len(val)} images"

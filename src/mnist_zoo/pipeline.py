@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,14 @@ from .training import History, TrainConfig, Trainer
 from .training.batches import split_validation
 from .training.verify import check_writable_folder
 
-__all__ = ["HUB_OWNER", "TrainingRun", "calibrate", "run_metrics", "train_and_save"]
+__all__ = [
+    "HUB_OWNER",
+    "TrainingRun",
+    "calibrate",
+    "recorded_validation_split",
+    "run_metrics",
+    "train_and_save",
+]
 
 #: The Hub account that publishes this project's weights.
 HUB_OWNER = "mnist-zoo"
@@ -242,6 +250,35 @@ def _calibrate_and_suite(
         scored = evaluate_corruptions(model, *test, temperature=temperature)
         metrics["robustness"] = scored.to_dict()
     return calibration
+
+
+def recorded_validation_split(model: nn.Module, load_train: Callable[[], Any]) -> Any | None:
+    """The validation images a loaded model's recorded recipe held out of ``train``.
+
+    ``split_validation`` depends on the data, ``val_size`` and ``seed`` only, so the recipe in
+    ``model.pretrained_cfg`` (as ``config.json`` stores it) rebuilds the very split the model
+    was validated (and its temperature fitted) on.
+
+    Args:
+        model: A model from :func:`~mnist_zoo.load_pretrained`.
+        load_train: Returns MNIST's training split (in any form ``Trainer.fit`` takes); only
+            called when the recipe records a split, so nothing is read for nothing.
+
+    Returns:
+        The validation split, or ``None`` when the model records no recipe with a
+        ``val_size`` > 0 and an integer ``seed``.
+
+    Raises:
+        MNISTNotFoundError: ``load_train`` found no training split.
+    """
+    cfg = getattr(model, "pretrained_cfg", None)
+    recipe = cfg.get("recipe") if isinstance(cfg, dict) else None
+    if not isinstance(recipe, dict) or not recipe.get("val_size"):
+        return None
+    if not isinstance(recipe.get("seed"), int):
+        return None
+    _, val = split_validation(load_train(), None, val_size=recipe["val_size"], seed=recipe["seed"])
+    return val
 
 
 def calibrate(
