@@ -163,6 +163,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "precision": args.precision,
         "seed": args.seed,
+        "split_seed": args.split_seed,
         "val_size": args.val_size,
     }
     try:
@@ -301,6 +302,13 @@ def _add_train_parser(sub: Any, data_help: str, download_help: str) -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--seed", type=int, help="override the recipe's seed")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        metavar="N",
+        help="choose the validation images with this seed instead of --seed, so runs with "
+        "different seeds share one split",
+    )
     p.add_argument(
         "--release",
         metavar="TAG",

@@ -242,9 +242,10 @@ def _calibrate_and_suite(
 ) -> dict[str, Any] | None:
     """The calibration section, fitted on the Trainer's own split; the suite into ``metrics``."""
     config = trainer.resolved_config
-    # split_validation depends on the data, val_size and seed only: the Trainer's very split.
-    _, val = split_validation(fitted, None, val_size=config.val_size, seed=config.seed)
-    calibration = calibrate(model, val, *test, seed=config.seed)
+    # split_validation depends on the data, val_size and its seed only: the Trainer's very split.
+    split_seed = config.validation_seed
+    _, val = split_validation(fitted, None, val_size=config.val_size, seed=split_seed)
+    calibration = calibrate(model, val, *test, seed=split_seed)
     if suite:
         temperature = calibration["temperature"] if calibration else None
         scored = evaluate_corruptions(model, *test, temperature=temperature)
@@ -255,7 +256,8 @@ def _calibrate_and_suite(
 def recorded_validation_split(model: nn.Module, load_train: Callable[[], Any]) -> Any | None:
     """The validation images a loaded model's recorded recipe held out of ``train``.
 
-    ``split_validation`` depends on the data, ``val_size`` and ``seed`` only, so the recipe in
+    ``split_validation`` depends on the data, ``val_size`` and its seed only (``split_seed``,
+    else ``seed``), so the recipe in
     ``model.pretrained_cfg`` (as ``config.json`` stores it) rebuilds the very split the model
     was validated (and its temperature fitted) on.
 
@@ -275,9 +277,12 @@ def recorded_validation_split(model: nn.Module, load_train: Callable[[], Any]) -
     recipe = cfg.get("recipe") if isinstance(cfg, dict) else None
     if not isinstance(recipe, dict) or not recipe.get("val_size"):
         return None
-    if not isinstance(recipe.get("seed"), int):
+    split_seed = recipe.get("split_seed")
+    if split_seed is None:
+        split_seed = recipe.get("seed")
+    if not isinstance(split_seed, int):
         return None
-    _, val = split_validation(load_train(), None, val_size=recipe["val_size"], seed=recipe["seed"])
+    _, val = split_validation(load_train(), None, val_size=recipe["val_size"], seed=split_seed)
     return val
 
 
@@ -298,7 +303,7 @@ def calibrate(
         val: The validation split the Trainer held out (``split_validation``'s), or ``None``.
         test_images: The test images the model was scored on, uint8 (N, 28, 28).
         test_labels: Their labels.
-        seed: The recipe's seed, which chose the validation images.
+        seed: The recipe's seed that chose the validation images (``validation_seed``).
 
     Returns:
         The section, or ``None`` when there is no validation split to fit on.

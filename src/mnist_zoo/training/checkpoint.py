@@ -61,7 +61,7 @@ BEST_NAME = "best.pt"
 RESUME_MAY_DIFFER = ("precision",)
 #: Settings that choose the validation split: changing them on resume would train on images
 #: the earlier epochs validated on, so they must match even when recipe changes are allowed.
-RESUME_MUST_MATCH = ("seed", "val_size")
+RESUME_MUST_MATCH = ("seed", "split_seed", "val_size")
 _LAST_KEYS = ("epoch", "model", "ema", "optimizer", "scheduler", "scaler", "best", "history",
               "rng", "config", "stop_training", "architecture", "best_file",
               "recipe_changes")  # fmt: skip

@@ -108,10 +108,13 @@ class TrainConfig:
         early_stopping: An :class:`EarlyStopping` (a dict of its fields is converted), or
             ``None`` to train all epochs.
         grad_clip: Clip the gradient norm to this value (finite, > 0), or ``None``.
-        val_size: Training images held out for validation (fixed by ``seed``) when
+        val_size: Training images held out for validation (fixed by ``split_seed``) when
             ``fit`` gets no validation set; 0 for none.
-        seed: Fixes the initialisation (through ``Trainer.from_recipe``), the validation split,
-            the data order, the augmentation and dropout.
+        seed: Fixes the initialisation (through ``Trainer.from_recipe``), the data order, the
+            augmentation and dropout, and the validation split unless ``split_seed`` is set.
+        split_seed: Fixes the validation split on its own, so runs with different seeds can
+            share one split (ensemble members are compared and combined on it); ``None``:
+            ``seed`` fixes it. Read it through :attr:`validation_seed`.
         precision: "auto", "fp32", "bf16" (autocast, CPU and CUDA) or "fp16" (CUDA, with a
             grad scaler); "auto" picks bf16 where the hardware supports it. Checkpoints and
             cards record the precision it resolved to.
@@ -136,6 +139,7 @@ class TrainConfig:
     grad_clip: float | None = None
     val_size: int = 5000
     seed: int = 0
+    split_seed: int | None = None
     precision: Precision = "auto"
 
     def __post_init__(self) -> None:
@@ -149,6 +153,11 @@ class TrainConfig:
         _check_choice("scheduler", self.scheduler, SCHEDULERS)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_ranges(self)
+
+    @property
+    def validation_seed(self) -> int:
+        """The seed that chooses the validation images: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
@@ -393,6 +402,10 @@ def _check_integers(config: TrainConfig) -> None:
             raise InvalidArgumentError(f"{name} must be an integer, got {value!r}.")
     if config.val_size < 0:
         raise InvalidArgumentError(f"val_size must be >= 0, got {config.val_size}.")
+    if config.split_seed is not None and not _is_int(config.split_seed):
+        raise InvalidArgumentError(
+            f"split_seed must be an integer or None, got {config.split_seed!r}."
+        )
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -69,7 +69,7 @@ class Trainer:
         resume: Continue from ``checkpoint_dir/last.pt`` if it exists.
         allow_recipe_change: On resume, continue with a recipe that differs from the
             checkpoint's (from the resumed epoch on; recorded in ``recipe_changes``) instead of
-            refusing it. ``seed`` and ``val_size`` must match even so.
+            refusing it. ``seed``, ``split_seed`` and ``val_size`` must match even so.
         progress: A tqdm bar per epoch (``True``), one plain line per epoch (``"plain"``),
             nothing (``False``), or ``"auto"``: a bar on a terminal, plain lines otherwise.
         callbacks: :class:`Callback` objects.
@@ -318,7 +318,7 @@ class Trainer:
         check_not_empty(train, "training")
         if val is not None:
             check_not_empty(val, "validation")
-        train, val = split_validation(train, val, val_size=config.val_size, seed=config.seed)
+        train, val = split_validation(train, val, val_size=config.val_size, seed=config.validation_seed)
         if config.early_stopping is not None and val is None:
             raise InvalidArgumentError(
                 "Early stopping needs validation data: pass val or set val_size > 0."
