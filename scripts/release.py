@@ -45,10 +45,19 @@ import torch
 
 import mnist_zoo
 from mnist_zoo.atomic import atomic_write
-from mnist_zoo.ensemble import PRETRAINED_MEMBERS
+from mnist_zoo.ensemble import PRETRAINED_MEMBERS, ensemble_members
 from mnist_zoo.hub import LIBRARY_NAME, save_pretrained, sha256_file, write_card
 
 MODELS_PY = Path(__file__).resolve().parents[1] / "src" / "mnist_zoo" / "models.py"
+#: A release tag: ``v0.3.0``, or a release's extra ensemble members, ``v0.3.0-seed1``.
+TAG = re.compile(r"v(\d+)\.(\d+)\.(\d+)(?:-([a-z0-9]+))?")
+
+
+def _tag_order(tag: str) -> tuple:
+    match = TAG.fullmatch(tag)
+    assert match is not None
+    major, minor, patch, suffix = match.groups()
+    return int(major), int(minor), int(patch), suffix or ""
 
 
 def images_per_s(model: torch.nn.Module, images: torch.Tensor, seconds: float = 3.0) -> float:
@@ -100,15 +109,16 @@ def release_tags(hub_dir: Path) -> list[str]:
         hub_dir: The folder holding ``NAME/`` (the default release) and ``TAG/NAME/``.
 
     Returns:
-        The tags whose folder holds every pretrained member, sorted by version.
+        The tags whose folder holds every pretrained member, sorted by version (a release's
+        ``-seedN`` tags right after it).
     """
     tags = [
         d.name
         for d in hub_dir.glob("v*")
-        if re.fullmatch(r"v\d+(\.\d+)*", d.name)
+        if TAG.fullmatch(d.name)
         and all((d / n / "model.safetensors").is_file() for n in PRETRAINED_MEMBERS)
     ]
-    return sorted(tags, key=lambda tag: tuple(int(x) for x in tag[1:].split(".")))
+    return sorted(tags, key=_tag_order)
 
 
 def _same_files(a: Path, b: Path) -> bool:
@@ -136,6 +146,8 @@ def default_tag(hub_dir: Path) -> str:
         for tag in release_tags(hub_dir)
         if all(_same_files(hub_dir / n, hub_dir / tag / n) for n in PRETRAINED_MEMBERS)
     ]
+    # A release's seed tags may hold the very files the release picked: the release wins.
+    matching = [t for t in matching if "-" not in t] or matching
     if len(matching) != 1:
         raise SystemExit(
             f"{hub_dir}/NAME matches {len(matching)} archived releases ({', '.join(matching)}), "
@@ -156,7 +168,10 @@ def archive(hub_dir: Path, tag: str) -> None:
             archive is frozen: its pins are published).
     """
     if not re.fullmatch(r"v\d+\.\d+\.\d+", tag):
-        raise SystemExit(f"--tag must look like v0.2.0, got {tag!r}")
+        raise SystemExit(
+            f"--tag must look like v0.2.0, got {tag!r} (copy a release's extra ensemble members "
+            "into hub/vX.Y.Z-seedN/NAME yourself)"
+        )
     for name in (*PRETRAINED_MEMBERS, "ensemble"):
         src, dst = hub_dir / name, hub_dir / tag / name
         if dst.exists():
@@ -222,12 +237,20 @@ def write_pins(block: str, models_py: Path = MODELS_PY) -> None:
     atomic_write(models_py, pattern.sub(lambda _: block, text))
 
 
-def write_ensemble(out: Path, result: mnist_zoo.EvaluationResult, speed: float, rows: list) -> None:
+def member_folder(hub_dir: Path, member: str, release: str) -> Path:
+    """The local folder of an ensemble member ``"name@tag"``: ``hub/NAME`` for ``release``."""
+    name, _, tag = member.partition("@")
+    return hub_dir / name if tag == release else hub_dir / tag / name
+
+
+def write_ensemble(
+    out: Path, members: list[str], result: mnist_zoo.EvaluationResult, speed: float, rows: list
+) -> None:
     """Write ``out/config.json`` and, from the model-card template, ``out/README.md``."""
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "architecture": "ensemble",
-        "members": list(PRETRAINED_MEMBERS),
+        "members": members,
         "combination": "mean of the members' softmax probabilities",
         "metrics": {**result.to_dict(), "images_per_s": round(speed)},
         "member_metrics": {n: {"test_accuracy": a, "images_per_s": round(s)} for n, a, s in rows},
@@ -262,7 +285,9 @@ def main() -> int:
     )
     p.add_argument(
         "--tag",
-        help="with --pins/--write-pins: first archive hub/NAME as release TAG (hub/TAG/NAME)",
+        help="with --pins/--write-pins: first archive hub/NAME as release TAG (hub/TAG/NAME); "
+        "else the release hub/NAME holds (default: the archived tag it matches), whose "
+        "ensemble (mnist_zoo.ensemble.ensemble_members) is scored",
     )
     args = p.parse_args()
     if args.pins or args.write_pins:
@@ -280,7 +305,8 @@ def main() -> int:
         return 0
     test = mnist_zoo.MNIST(args.data, split="test")
 
-    ok, members, rows = True, [], []
+    release = args.tag or default_tag(args.hub_dir)
+    ok, scored, rows = True, {}, []
     for name in PRETRAINED_MEMBERS:
         folder = args.hub_dir / name
         model = mnist_zoo.load_pretrained(folder)
@@ -298,18 +324,30 @@ def main() -> int:
         same = round(100 * result.accuracy, 2) == round(100 * card, 2)
         ok &= same
         speed = images_per_s(model, test.images)
-        rows.append((name, result.accuracy, speed))
-        members.append(model)
+        rows.append((f"{name}@{release}", result.accuracy, speed))
+        scored[f"{name}@{release}"] = model
         print(f"{name:<10} test {100 * result.accuracy:.2f}% (card {100 * card:.2f}%"
               f"{'' if same else ' MISMATCH'}), {speed:,.0f} images/s")  # fmt: skip
 
-    ensemble = mnist_zoo.Ensemble(members).eval()
+    names = list(ensemble_members(release))
+    for member in names:
+        if member not in scored:  # another tag's file, scored as its card says it was
+            model = mnist_zoo.load_pretrained(member_folder(args.hub_dir, member, release))
+            scored[member] = model
+            accuracy = model.pretrained_cfg["metrics"]["test_accuracy"]
+            rows.append((member, accuracy, images_per_s(model, test.images)))
+    ensemble = mnist_zoo.Ensemble([scored[m] for m in names]).eval()
     result = mnist_zoo.evaluate_model(ensemble, test.images, test.targets)
     speed = images_per_s(ensemble, test.images)
-    print(f"ensemble   test {100 * result.accuracy:.2f}%, {speed:,.0f} images/s")
-    write_ensemble(args.hub_dir / "ensemble", result, speed, rows)
+    print(f"ensemble of {len(names)} test {100 * result.accuracy:.2f}%, {speed:,.0f} images/s")
+    rows = [row for row in rows if row[0] in names]
+    write_ensemble(args.hub_dir / "ensemble", names, result, speed, rows)
+    if not (args.hub_dir / release).is_dir():
+        print(f"\nNext: python scripts/release.py --write-pins --tag {release}")
+        return 0 if ok else 1
     print("\nThe pins for src/mnist_zoo/models.py (config.json was re-written above):")
-    print(pins(args.hub_dir, {name: accuracy for name, accuracy, _ in rows}))
+    accuracies = {n: a for n, a, _ in rows if n.partition("@")[2] == release}
+    print(pins(args.hub_dir, {n.partition("@")[0]: a for n, a in accuracies.items()}))
     return 0 if ok else 1
 
 

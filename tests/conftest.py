@@ -21,6 +21,14 @@ from mnist_zoo.data import MNIST, SPLITS, candidate_names, find_mnist_file, writ
 TEST_DATA_ENV_VAR = "MNIST_ZOO_TEST_DATA"
 _KINDS = ("images", "labels")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (pyproject.toml runs one worker per core) each worker computes on one
+    # thread: two workers with a thread per core each would make four spinning threads on two
+    # cores. The variables reach the subprocesses that tests start (CLI, examples, torchrun).
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_variable] = "1"
+    torch.set_num_threads(1)
+
 
 def _original_name(split: str, kind: str) -> str:
     return candidate_names(split, kind)[0]

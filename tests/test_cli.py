@@ -198,9 +198,12 @@ def test_evaluate_the_ensemble_folder_explains_what_it_is(
     code, _, err = run(
         capsys, "evaluate", str(ROOT / "hub" / "ensemble"), "--data", str(mnist_root)
     )
+    members = json.loads((ROOT / "hub" / "ensemble" / "config.json").read_text())["members"]
     assert code == 2
     _assert_one_error_line(
-        err, "ensemble of the three pinned models", "mnist-zoo evaluate ensemble"
+        err,
+        f"ensemble of the {len(members)} pinned models ({members[0]}, ",
+        "mnist-zoo evaluate ensemble",
     )
 
 

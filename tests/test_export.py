@@ -42,6 +42,7 @@ from mnist_zoo.export import (
     writer,
 )
 from mnist_zoo.hub.onnx import ONNX_NAME, ONNX_SHA256_KEY, load_onnx, write_onnx
+from mnist_zoo.inference import stored_temperature
 from mnist_zoo.inference.batched import batched_logits
 from mnist_zoo.registry import ModelEntry
 
@@ -158,12 +159,21 @@ def test_published_exports_record_their_provenance(
 def test_onnx_predict_is_the_packages_predict(published_onnx: dict[str, Path]) -> None:
     onnx_model = OnnxModel(published_onnx["minivgg"])
     model = published_model("minivgg")
+    # The file records the temperature config.json stores, and predict applies it as the
+    # package's predict does (and leaves it out with calibrated=False, as that does).
+    assert onnx_model.temperature == stored_temperature(model) is not None
+    assert onnx_model.metadata["temperature"] == repr(stored_temperature(model))
     for images in (EXAMPLE_PATHS, torch.rand(3, 28, 28), check_images()):
-        got = onnx_model.predict(images)
-        # The ONNX file carries the network, not the temperature in config.json.
-        expected = mnist_zoo.predict(model, images, precision="fp32", calibrated=False)
-        assert torch.equal(got.labels, expected.labels)
-        torch.testing.assert_close(got.probs, expected.probs, atol=1e-4, rtol=0)
+        for calibrated in (True, False):
+            got = onnx_model.predict(images, calibrated=calibrated)
+            expected = mnist_zoo.predict(model, images, precision="fp32", calibrated=calibrated)
+            assert torch.equal(got.labels, expected.labels)
+            torch.testing.assert_close(got.probs, expected.probs, atol=1e-4, rtol=0)
+    calibrated, raw = (
+        onnx_model.predict(check_images()),
+        onnx_model.predict(check_images(), calibrated=False),
+    )
+    assert not torch.allclose(calibrated.probs, raw.probs, atol=1e-3)
     with pytest.raises(mnist_zoo.errors.ImageError):
         onnx_model.predict(torch.rand(2, 3, 28, 28))
     with pytest.raises(InvalidArgumentError):
@@ -229,6 +239,31 @@ def test_a_file_that_does_not_reproduce_the_model_is_refused(
     # With check=False the same file is written, and says that it was not checked.
     export(seeded("simplecnn"), target, check=False)
     assert OnnxModel(target).metadata["tolerance"] == "not checked"
+
+
+def test_a_files_temperature_is_checked_and_applied(tmp_path: Path) -> None:
+    import onnx
+
+    model = seeded("simplecnn").eval()
+    target = tmp_path / "model.onnx"
+    export(model, target)
+    plain = OnnxModel(target)
+    assert plain.temperature is None and "temperature" not in plain.metadata
+    images = check_images()
+    logits = plain.logits(images)
+    assert torch.equal(plain.predict(images).probs, plain.predict(images, calibrated=False).probs)
+
+    def with_temperature(text: str) -> bytes:
+        proto = onnx.load(target)
+        proto.metadata_props.add(key="temperature", value=text)
+        return proto.SerializeToString()
+
+    scaled = OnnxModel(with_temperature("2.0"))
+    assert scaled.temperature == 2.0
+    torch.testing.assert_close(scaled.predict(images).probs, (logits / 2).softmax(1))
+    for bad in ("0", "-1.5", "nan", "inf", "warm"):
+        with pytest.raises(ExportError, match="not a finite number > 0"):
+            OnnxModel(with_temperature(bad))
 
 
 def test_a_file_onnx_runtime_cannot_load_is_refused(

@@ -204,18 +204,20 @@ def test_release_writes_the_ensemble_card_from_the_template(tmp_path: Path) -> N
     result = SimpleNamespace(
         to_dict=lambda: {k: v for k, v in metrics.items() if k != "images_per_s"}
     )
-    rows = [("simplecnn", 0.99, 4000.0), ("deepercnn", 0.995, 2000.0), ("minivgg", 0.997, 400.4)]
-    release.write_ensemble(tmp_path / "ensemble", result, 321.0, rows)
+    members = ["simplecnn@v0.2.0", "simplecnn@v0.3.0-seed1", "minivgg@v0.3.0"]
+    rows = [(members[0], 0.99, 4000.0), (members[1], 0.995, 2000.0), (members[2], 0.997, 400.4)]
+    release.write_ensemble(tmp_path / "ensemble", members, result, 321.0, rows)
 
     config = json.loads((tmp_path / "ensemble" / "config.json").read_text())
-    assert config["members"] == list(PRETRAINED_MEMBERS)
+    assert config["members"] == members
     assert config["library_name"] == "mnist-zoo" and config["metrics"]["images_per_s"] == 321
     text = (tmp_path / "ensemble" / "README.md").read_text(encoding="utf-8")
     assert text == card_markdown(ensemble_card(config))
     card = ModelCard.load(tmp_path / "ensemble" / "README.md")
     assert card.data.library_name == "mnist-zoo" and "ensemble" in card.data.tags
     ensemble_row = f"| **ensemble** | **{100 * metrics['test_accuracy']:.2f}%** | 321 |"
-    assert "| minivgg | 99.70% | 400 |" in text and ensemble_row in text
+    assert "| minivgg@v0.3.0 | 99.70% | 400 |" in text and ensemble_row in text
+    assert "| simplecnn@v0.3.0-seed1 | 99.50% | 2,000 |" in text
     assert 'load_pretrained("ensemble")' in text
 
 
@@ -252,7 +254,10 @@ def test_the_ensemble_folder_explains_itself() -> None:
     with pytest.raises(hub.InvalidHubFolderError) as err:
         mnist_zoo.load_pretrained(HUB / "ensemble")
     msg = str(err.value)
-    assert "ensemble of the three pinned models" in msg and "load_pretrained('ensemble')" in msg
+    members = json.loads((HUB / "ensemble" / "config.json").read_text())["members"]
+    assert err.value.members == tuple(members) and len(members) >= 3
+    assert f"ensemble of the {len(members)} pinned models ({', '.join(members)})" in msg
+    assert "load_pretrained('ensemble')" in msg
     assert "save_pretrained" not in msg
 
 

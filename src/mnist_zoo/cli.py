@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
+    EnsembleFolderError,
     HubUnavailableError,
     InvalidArgumentError,
-    InvalidHubFolderError,
     MNISTNotFoundError,
     MnistZooError,
     exit_status,
@@ -95,17 +95,17 @@ def _load_model(name: str, device: str, instead: str) -> nn.Module:
     """A pretrained model by name or folder; an unreachable Hub's error says what to do."""
     from .devices import select_device
     from .hub import load_pretrained
+    from .hub.reading import ensemble_of
 
     resolved = select_device(device)  # an absent device is one clear line, not an assertion
     try:
         return load_pretrained(name, device=resolved)
-    except InvalidHubFolderError as err:
-        if "ensemble" not in str(err).lower():
-            raise
-        raise InvalidHubFolderError(
-            f"{name} describes the ensemble of the three pinned models (simplecnn, deepercnn, "
-            "minivgg) and holds no weights of its own: run `mnist-zoo evaluate ensemble` (it "
-            "needs the published Hub repos), or evaluate the members' folders one by one."
+    except EnsembleFolderError as err:
+        raise EnsembleFolderError(
+            f"{name} describes the {ensemble_of(err.members)} and holds no weights of its own: "
+            "run `mnist-zoo evaluate ensemble` (it needs the published Hub repos), or evaluate "
+            "the members' folders one by one.",
+            members=err.members,
         ) from err
     except HubUnavailableError as err:
         # "hf-hub:owner/minivgg@v1" and "minivgg" both suggest the checkout's hub/minivgg; a

@@ -22,10 +22,29 @@ from torch import nn
 from .errors import InvalidArgumentError
 from .inference.prediction import stored_temperature
 
-__all__ = ["PRETRAINED_MEMBERS", "Ensemble"]
+__all__ = ["PRETRAINED_ENSEMBLES", "PRETRAINED_MEMBERS", "Ensemble", "ensemble_members"]
 
-#: The members of ``load_pretrained("ensemble")``: the study's three networks.
+#: The study's three networks: the architectures every release publishes, and the members of
+#: a release's ensemble unless :data:`PRETRAINED_ENSEMBLES` says otherwise.
 PRETRAINED_MEMBERS = ("simplecnn", "deepercnn", "minivgg")
+
+#: The members of ``load_pretrained("ensemble", revision=TAG)`` for the releases whose ensemble
+#: is not simply the three models of the same tag: pinned weights, as ``"name@tag"``, chosen on
+#: the validation split (docs/benchmarks.md). Versions are data, like the registry's pins.
+PRETRAINED_ENSEMBLES: dict[str, tuple[str, ...]] = {}
+
+
+def ensemble_members(release: str) -> tuple[str, ...]:
+    """The members of a release's pretrained ensemble, each as ``"name@tag"``.
+
+    Args:
+        release: A release tag, e.g. ``"v0.1.0"``.
+
+    Returns:
+        :data:`PRETRAINED_ENSEMBLES`'s entry for the tag, else the three
+        :data:`PRETRAINED_MEMBERS` at that tag.
+    """
+    return PRETRAINED_ENSEMBLES.get(release) or tuple(f"{n}@{release}" for n in PRETRAINED_MEMBERS)
 
 
 class Ensemble(nn.Module):

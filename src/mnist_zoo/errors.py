@@ -25,12 +25,14 @@ This module is the lowest layer of the package: it imports nothing from it.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
     "ChecksumMismatchError",
     "CheckpointError",
     "CorruptWeightsError",
+    "EnsembleFolderError",
     "DeviceNotAvailableError",
     "DownloadError",
     "ExportError",
@@ -220,6 +222,18 @@ class WeightsMismatchError(HubError, ValueError):
 
 class InvalidHubFolderError(HubError, ValueError):
     """A local folder is not a complete, readable Hub folder."""
+
+
+class EnsembleFolderError(InvalidHubFolderError):
+    """A folder describes a pretrained ensemble (``hub/ensemble``) and holds no weights.
+
+    Attributes:
+        members: The pinned models it names, as ``"name@tag"`` (older folders: names).
+    """
+
+    def __init__(self, message: str, members: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.members = tuple(members)
 
 
 class UnverifiedWeightsError(InvalidHubFolderError):

@@ -14,6 +14,8 @@ The metadata is a flat mapping of strings, stored as ONNX ``metadata_props`` (an
 | ``labels`` | JSON list: the class of each output column, ``["0", ..., "9"]`` |
 | ``input``, ``output`` | the input convention and what the output holds |
 | ``tolerance`` | the check the file passed when it was written |
+| ``temperature`` | the model's stored temperature (``config.json``'s calibration), if any: \
+logits / temperature give calibrated probabilities, which ``OnnxModel.predict`` returns |
 
 ``weights_sha256`` is computed from the model's tensors, not copied from its provenance, so it
 is true for any model; for weights loaded unchanged from the Hub or a Hub folder it is the
@@ -33,6 +35,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from .._version import __version__
+from ..inference.prediction import stored_temperature
 
 __all__ = ["INPUT_CONVENTION", "check_images", "export_metadata", "weights_sha256"]
 
@@ -120,6 +123,9 @@ def export_metadata(model: nn.Module, num_classes: int, name: str | None = None)
         member = _member(model)
         meta["weights_sha256"] = member["weights_sha256"]
         meta["weights_source"] = member["weights_source"]
+    temperature = stored_temperature(model)
+    if temperature is not None:
+        meta["temperature"] = repr(float(temperature))
     return meta
 
 

@@ -16,6 +16,7 @@ PyTorch.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +49,8 @@ class OnnxModel:
         session: The ``onnxruntime.InferenceSession``.
         metadata: The file's ``metadata_props`` (see :mod:`mnist_zoo.export.metadata`); empty
             for a file that records none.
+        temperature: The temperature the file records (its ``temperature`` metadata), which
+            :meth:`predict` divides the logits by; ``None`` when it records none.
         source: The file's path, or ``None`` when made from bytes.
 
     Raises:
@@ -80,6 +83,7 @@ class OnnxModel:
             raise ExportError(f"ONNX Runtime cannot load {where}: {err}") from err
         meta = self.session.get_modelmeta()
         self.metadata: dict[str, str] = dict(meta.custom_metadata_map)
+        self.temperature = _temperature(self.metadata, self.source)
         self._input = self.session.get_inputs()[0].name
         self._output = self.session.get_outputs()[0].name
 
@@ -123,6 +127,7 @@ class OnnxModel:
         *,
         batch_size: int = 256,
         preprocess: Callable[[ImageInput], torch.Tensor] | None = preprocess,
+        calibrated: bool = True,
     ) -> Prediction:
         """Classify one or more images, as :func:`mnist_zoo.predict` does, in ONNX Runtime.
 
@@ -131,6 +136,9 @@ class OnnxModel:
                 array or tensor, or a list of those.
             batch_size: How many images ONNX Runtime runs at once.
             preprocess: As for :func:`mnist_zoo.predict`; ``None`` turns preprocessing off.
+            calibrated: Divide the logits by the file's :attr:`temperature` before the softmax
+                (as ``predict`` does with the model's stored one), when it records one; the
+                labels are the same either way.
 
         Returns:
             A :class:`~mnist_zoo.inference.Prediction`: labels and probabilities, on the CPU.
@@ -140,7 +148,10 @@ class OnnxModel:
             InvalidArgumentError: An empty batch or a bad ``batch_size`` (a ``ValueError``).
         """
         check_batch_size(batch_size)
-        probs = torch.softmax(self.logits(_to_batch(images, preprocess), batch_size=batch_size), 1)
+        logits = self.logits(_to_batch(images, preprocess), batch_size=batch_size)
+        if calibrated and self.temperature is not None:
+            logits = logits / self.temperature
+        probs = torch.softmax(logits, 1)
         return Prediction(labels=probs.argmax(dim=1), probs=probs)
 
     def run(self, feeds: dict[str, Any]) -> list[Any]:
@@ -153,3 +164,20 @@ class OnnxModel:
             The outputs, as numpy arrays.
         """
         return self.session.run(None, feeds)
+
+
+def _temperature(metadata: dict[str, str], source: Path | None) -> float | None:
+    """The ``temperature`` a file's metadata records, checked: a finite number > 0."""
+    text = metadata.get("temperature")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ExportError(
+            f"{source or 'The ONNX file'} records a temperature of {text!r}, not a finite number "
+            "> 0: export the model again (mnist_zoo.export.export)."
+        )
+    return value

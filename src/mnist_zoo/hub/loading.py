@@ -31,7 +31,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from torch import nn
 
 from .._version import __version__
-from ..ensemble import PRETRAINED_MEMBERS, Ensemble
+from ..ensemble import PRETRAINED_MEMBERS, Ensemble, ensemble_members
 from ..errors import (
     InvalidArgumentError,
     InvalidHubFolderError,
@@ -139,28 +139,33 @@ def load_pretrained(
     return with_num_classes(model, num_classes).to(device).eval()
 
 
-def load_pretrained_ensemble(**kwargs: Any) -> Ensemble:
-    """The pretrained models as one :class:`~mnist_zoo.Ensemble` (equal weights), in eval mode.
+def load_pretrained_ensemble(*, revision: str | None = None, **kwargs: Any) -> Ensemble:
+    """A release's pretrained ensemble as one :class:`~mnist_zoo.Ensemble` (equal weights).
 
     This is what ``load_pretrained("ensemble")`` returns, and ``load_pretrained("ensemble",
-    revision="v0.1.0")`` (or ``"ensemble@v0.1.0"``) the ensemble of that release's members,
-    each checked against its own pin. Its ``pretrained_cfg`` holds each member's.
+    revision="v0.1.0")`` (or ``"ensemble@v0.1.0"``) the ensemble of that release:
+    :func:`~mnist_zoo.ensemble.ensemble_members` names its members, each loaded and checked
+    against its own pin. Its ``pretrained_cfg`` holds each member's.
 
     Args:
-        **kwargs: Passed to :func:`load_pretrained` for each member of
-            ``PRETRAINED_MEMBERS`` (``revision``, ``device``, ``cache_dir``, ...).
+        revision: The release; default: the registry's default release.
+        **kwargs: Passed to :func:`load_pretrained` for each member (``device``,
+            ``cache_dir``, ``trust_unverified``, ...).
 
     Returns:
         The ensemble, on the members' device, in eval mode.
 
     Raises:
-        HubError: A member could not be loaded (a subclass says why).
+        HubError: A member could not be loaded (a subclass says why), or ``revision`` is not
+            a pinned release and ``trust_unverified`` is not set.
     """
-    members = [load_pretrained(name, **kwargs) for name in PRETRAINED_MEMBERS]
+    release = revision or get_model_entry(PRETRAINED_MEMBERS[0]).default_release
+    names = ensemble_members(release) if release else PRETRAINED_MEMBERS
+    members = [load_pretrained(name, **kwargs) for name in names]
     ensemble = Ensemble(members).to(next(members[0].parameters()).device).eval()
     ensemble.pretrained_cfg = {  # type: ignore[assignment]
         "name": "ensemble",
-        "release": kwargs.get("revision") or members[0].pretrained_cfg.get("release"),
+        "release": release,
         "members": [m.pretrained_cfg for m in members],
     }
     return ensemble

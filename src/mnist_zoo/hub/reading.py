@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ import safetensors
 import safetensors.torch
 from torch import nn
 
-from ..ensemble import PRETRAINED_MEMBERS
 from ..errors import (
     ChecksumMismatchError,
     CorruptWeightsError,
+    EnsembleFolderError,
     InvalidHubFolderError,
     UnverifiedWeightsError,
 )
@@ -84,17 +85,25 @@ def _refuse_ensemble_folder(folder: Path) -> None:
         members = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))["members"]
     except (OSError, ValueError, KeyError, TypeError):
         return
-    which = (
-        "the three pinned models"
-        if tuple(members) == PRETRAINED_MEMBERS
-        else f"the models {', '.join(map(str, members))}"
+    raise EnsembleFolderError(
+        f"{str(folder)!r} describes the {ensemble_of(members)} and holds no weights of its own: "
+        "load it by name, load_pretrained('ensemble'), which fetches the members from their "
+        "repos, or build it from local folders with "
+        "Ensemble([load_pretrained(folder) for folder in ...]).",
+        members=list(map(str, members)),
     )
-    raise InvalidHubFolderError(
-        f"{str(folder)!r} describes the ensemble of {which} ({', '.join(map(str, members))}) "
-        "and holds no weights of its own: load it by name, load_pretrained('ensemble'), which "
-        "fetches the members from their repos, or build it from local folders with "
-        "Ensemble([load_pretrained(folder) for folder in ...])."
-    )
+
+
+def ensemble_of(members: Sequence[str]) -> str:
+    """``"ensemble of the N pinned models (a, b, ...)"``, for messages about an ensemble folder.
+
+    Args:
+        members: The members its ``config.json`` names.
+
+    Returns:
+        The phrase.
+    """
+    return f"ensemble of the {len(members)} pinned models ({', '.join(members)})"
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -318,7 +318,9 @@ class Trainer:
         check_not_empty(train, "training")
         if val is not None:
             check_not_empty(val, "validation")
-        train, val = split_validation(train, val, val_size=config.val_size, seed=config.validation_seed)
+        train, val = split_validation(
+            train, val, val_size=config.val_size, seed=config.validation_seed
+        )
         if config.early_stopping is not None and val is None:
             raise InvalidArgumentError(
                 "Early stopping needs validation data: pass val or set val_size > 0."
