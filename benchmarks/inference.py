@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from peak import matmul_gflops
 from torch.utils.flop_counter import FlopCounterMode
 
 import mnist_zoo
@@ -61,18 +62,6 @@ BATCH = 500
 #: How far int8 may move the accuracy, in points, and still be listed.
 INT8_MAX_DROP = 0.05
 Runner = Callable[[torch.Tensor], Prediction]
-
-
-def matmul_gflops(dtype: torch.dtype, seconds: float) -> float:
-    """GFLOP/s of a large matrix multiply in ``dtype``: the practical peak of this machine."""
-    n = 2048
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def forward_flops_per_image(model: torch.nn.Module) -> float:

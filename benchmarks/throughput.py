@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
+from peak import matmul_gflops
 from study_loop import StudyLoop
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
@@ -61,19 +61,6 @@ def training_flops_per_image(name: str) -> float:
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
     return counter.get_total_flops() / len(x)
-
-
-def matmul_gflops(dtype: torch.dtype, seconds: float) -> float:
-    """GFLOP/s of a large matrix multiply in ``dtype``: the practical peak of this machine."""
-    n = 2048
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
 
 
 def main() -> int:

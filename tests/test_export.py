@@ -205,7 +205,7 @@ def test_the_ensemble_exports_as_one_graph(tmp_path: Path, mnist_root: Path) -> 
 
 
 def _temperature(name: str) -> float:
-    return published_model(name).pretrained_cfg.get("temperature") or 1.0
+    return stored_temperature(published_model(name)) or 1.0
 
 
 # --- refusals -----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from torch import nn
 import mnist_zoo
 from mnist_zoo import devices
 from mnist_zoo.evaluation import evaluate_model
-from mnist_zoo.inference import batched
+from mnist_zoo.inference import batched, stored_temperature
 from mnist_zoo.inference.batched import (
     FAST_PATH_CHECKS,
     FAST_PATH_MIN_BATCH,
@@ -237,7 +237,7 @@ def test_logits(
     logits["ensemble"] = {
         "fp32": _ensemble_logits(
             [logits[name]["fp32"] for name in members],
-            [m.pretrained_cfg.get("temperature") or 1.0 for m in members.values()],
+            [stored_temperature(m) or 1.0 for m in members.values()],
         ),
         "bf16": predict_logits(ensemble, images, batch_size=500, precision="bf16"),
     }
@@ -262,7 +262,7 @@ def test_the_ensembles_fp32_logits_are_its_members_combined(
     x = torch.rand(64, 1, 28, 28)
     combined = _ensemble_logits(
         [predict_logits(m, x, precision="fp32") for m in members.values()],
-        [m.pretrained_cfg.get("temperature") or 1.0 for m in members.values()],
+        [stored_temperature(m) or 1.0 for m in members.values()],
     )
     torch.testing.assert_close(
         predict_logits(ensemble, x, precision="fp32"), combined, atol=1e-5, rtol=1e-5

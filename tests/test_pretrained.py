@@ -29,6 +29,7 @@ from mnist_zoo.ensemble import PRETRAINED_MEMBERS
 from mnist_zoo.evaluation import result_from_logits
 from mnist_zoo.hub import sha256_file
 from mnist_zoo.hub.card import card_markdown, ensemble_card
+from mnist_zoo.inference import stored_temperature
 from mnist_zoo.models import DEFAULT_RELEASE
 from mnist_zoo.registry import get_model_entry
 
@@ -114,7 +115,7 @@ def test_ensemble_reaches_its_card(
     test = mnist_zoo.MNIST(mnist_root, split="test")
     # The ensemble averages its members' calibrated probabilities: each member's logits over
     # the temperature its config.json stores (none for v0.1).
-    temperatures = {n: loaded[n].pretrained_cfg.get("temperature") or 1.0 for n in scored}
+    temperatures = {n: stored_temperature(loaded[n]) or 1.0 for n in scored}
     probs = torch.stack(
         [(fp32_logits(n, mnist_root) / temperatures[n]).softmax(1) for n in PRETRAINED_MEMBERS]
     ).mean(0)
