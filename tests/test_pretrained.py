@@ -21,11 +21,11 @@ import safetensors.torch
 import torch
 from hub_server import FakeHub
 from huggingface_hub import ModelCard
-from published_logits import fp32_logits
+from published_logits import folder_of, fp32_logits, published_model
 
 import mnist_zoo
 from mnist_zoo import hub
-from mnist_zoo.ensemble import PRETRAINED_MEMBERS
+from mnist_zoo.ensemble import PRETRAINED_MEMBERS, ensemble_members
 from mnist_zoo.evaluation import result_from_logits
 from mnist_zoo.hub import sha256_file
 from mnist_zoo.hub.card import card_markdown, ensemble_card
@@ -39,13 +39,19 @@ REQUIRED = {"simplecnn": 0.9940, "deepercnn": 0.9950, "minivgg": 0.9965, "ensemb
 
 @pytest.fixture(scope="module")
 def fake_hub() -> FakeHub:
-    """hub/NAME served as repo ``entry.pretrained.repo_id`` with the pinned tag."""
+    """hub/NAME served as repo ``entry.pretrained.repo_id`` with the pinned tag, and the other
+    tags the default ensemble's members name."""
     fake = FakeHub()
     for name in PRETRAINED_MEMBERS:
         pin = get_model_entry(name).pretrained
         assert pin is not None, f"{name} has no pinned weights in the registry"
         commit = fake.add_folder(pin.repo_id, HUB / name)
         fake.repos[pin.repo_id].refs[pin.revision] = commit
+    for member in ensemble_members(DEFAULT_RELEASE):
+        name, _, tag = member.partition("@")
+        pin = get_model_entry(name).releases[tag]
+        if tag not in fake.repos[pin.repo_id].refs:
+            fake.add_release(pin.repo_id, folder_of(member), tag)
     with fake:
         yield fake
 
@@ -113,11 +119,13 @@ def test_ensemble_reaches_its_card(
     mnist_root: Path,
 ) -> None:  # fmt: skip
     test = mnist_zoo.MNIST(mnist_root, split="test")
+    members = json.loads((HUB / "ensemble" / "config.json").read_text())["members"]
+    assert tuple(members) == ensemble_members(DEFAULT_RELEASE)
     # The ensemble averages its members' calibrated probabilities: each member's logits over
     # the temperature its config.json stores (none for v0.1).
-    temperatures = {n: stored_temperature(loaded[n]) or 1.0 for n in scored}
+    temperatures = {m: stored_temperature(published_model(m)) or 1.0 for m in members}
     probs = torch.stack(
-        [(fp32_logits(n, mnist_root) / temperatures[n]).softmax(1) for n in PRETRAINED_MEMBERS]
+        [(fp32_logits(m, mnist_root) / temperatures[m]).softmax(1) for m in members]
     ).mean(0)
     accuracy = float((probs.argmax(1) == test.targets).double().mean())
     card = json.loads((HUB / "ensemble" / "config.json").read_text())["metrics"]

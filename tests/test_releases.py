@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import pytest
+from published_logits import fp32_logits, published_model
 
 import mnist_zoo
 from mnist_zoo.calibration import (
@@ -25,10 +26,9 @@ from mnist_zoo.calibration import (
     negative_log_likelihood,
 )
 from mnist_zoo.hub import sha256_file
-from mnist_zoo.inference.batched import batched_logits
 from mnist_zoo.models import DEFAULT_RELEASE, PRETRAINED
 from mnist_zoo.robustness import evaluate_corruptions
-from mnist_zoo.training import RELEASE_RECIPES, TrainConfig
+from mnist_zoo.training import TrainConfig, get_recipe
 
 HUB = Path(__file__).resolve().parents[1] / "hub"
 RELEASES = [(tag, name) for name, pins in PRETRAINED.items() for tag in pins]
@@ -71,11 +71,12 @@ def test_calibration_figures_are_what_the_card_says(
     tag: str, name: str, test_set: mnist_zoo.MNIST
 ) -> None:
     calibration = config_of(tag, name)["calibration"]
-    model = mnist_zoo.load_pretrained(str(HUB / tag / name))
+    model = published_model(f"{name}@{tag}")
     temperature = calibration["temperature"]
     assert model.pretrained_cfg["temperature"] == temperature
     assert calibration["fitted_on"]["split"] == "validation"
-    logits = batched_logits(model, test_set.images, precision="fp32").cpu()
+    # fp32, computed once per weights file (a tag that copies another's file shares it).
+    logits = fp32_logits(f"{name}@{tag}", test_set.root)
     scaled = apply_temperature(logits, temperature)
     stored = calibration["test"]
     assert stored["num_images"] == len(test_set)
@@ -121,4 +122,4 @@ def test_corruption_suite_is_what_the_card_says(
 def test_each_release_was_trained_with_its_release_recipe(tag: str, name: str) -> None:
     stored = TrainConfig.from_dict(config_of(tag, name)["recipe"])
     # The recipe says "auto"; config.json records what it resolved to on the machine.
-    assert dataclasses.replace(RELEASE_RECIPES[tag], precision=stored.precision) == stored
+    assert dataclasses.replace(get_recipe(name, tag), precision=stored.precision) == stored

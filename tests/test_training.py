@@ -31,7 +31,6 @@ from mnist_zoo.errors import (
 from mnist_zoo.models import DEFAULT_RELEASE
 from mnist_zoo.training import (
     BASE_RECIPE,
-    RELEASE_RECIPES,
     Callback,
     DeviceNotAvailableError,
     EarlyStopping,
@@ -516,7 +515,7 @@ def test_trainer_without_arguments_trains_the_base_recipe() -> None:
     assert BASE_RECIPE.warmup_epochs == 2.0
     # A registered name trains the recipe of the weights load_pretrained(name) gives.
     for name in ("simplecnn", "deepercnn", "minivgg"):
-        assert get_recipe(name) == RELEASE_RECIPES[DEFAULT_RELEASE]
+        assert get_recipe(name) == get_recipe(name, DEFAULT_RELEASE)
         assert get_recipe(name, "v0.1.0") == BASE_RECIPE
 
 

@@ -292,9 +292,22 @@ def test_each_release_names_the_recipe_its_weights_were_trained_with() -> None:
 
     assert set(RELEASE_RECIPES) >= {tag for pins in PRETRAINED.values() for tag in pins}
     assert get_recipe("simplecnn", "v0.1.0") == BASE_RECIPE
-    assert get_recipe("minivgg") == RELEASE_RECIPES[DEFAULT_RELEASE]
+    assert get_recipe("minivgg") == get_recipe("minivgg", DEFAULT_RELEASE)
     with pytest.raises(InvalidArgumentError, match="v0.1.0"):
         get_recipe("simplecnn", "v9.9.9")
+
+
+def test_a_release_may_give_each_model_its_own_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from mnist_zoo.training import BASE_RECIPE, RELEASE_RECIPES, get_recipe
+
+    seeded = dataclasses.replace(BASE_RECIPE, seed=3, split_seed=0)
+    monkeypatch.setitem(RELEASE_RECIPES, "v9.0.0", {"simplecnn": seeded})
+    assert get_recipe("simplecnn", "v9.0.0") == seeded
+    assert get_recipe("simplecnn", "v9.0.0").validation_seed == 0
+    with pytest.raises(InvalidArgumentError, match="no recipe for 'minivgg'"):
+        get_recipe("minivgg", "v9.0.0")
 
 
 def test_train_refuses_an_unknown_release_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

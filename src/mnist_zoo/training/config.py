@@ -300,10 +300,12 @@ def registered_recipe(
                 f"No release {release!r} to take a recipe from: the releases are "
                 f"{', '.join(RELEASE_RECIPES)}."
             )
-        return RELEASE_RECIPES[release], {}
+        return _release_recipe(release, entry.name), {}
     recipe = entry.recipe
     if recipe is None:
-        return RELEASE_RECIPES.get(entry.default_release or "", BASE_RECIPE), {}
+        if entry.default_release in RELEASE_RECIPES:
+            return _release_recipe(entry.default_release, entry.name), {}
+        return BASE_RECIPE, {}
     if isinstance(recipe, TrainConfig):
         return recipe, {}
     if isinstance(recipe, Mapping):
@@ -314,6 +316,18 @@ def registered_recipe(
         f"The recipe of {entry.name!r} must be a TrainConfig, a dict or None, "
         f"got {type(recipe).__name__}."
     )
+
+
+def _release_recipe(release: str, name: str) -> TrainConfig:
+    """A release's recipe for model ``name``: the release's one, or its own in a per-model map."""
+    recipe = RELEASE_RECIPES[release]
+    if isinstance(recipe, TrainConfig):
+        return recipe
+    if name not in recipe:
+        raise InvalidArgumentError(
+            f"Release {release!r} has no recipe for {name!r}: it has {', '.join(recipe)}."
+        )
+    return recipe[name]
 
 
 def get_recipe(name: str, release: str | None = None) -> TrainConfig:
@@ -442,7 +456,7 @@ BASE_RECIPE = TrainConfig()
 #: The recipe each release's weights were trained with, by tag (``mnist-zoo train NAME
 #: --release TAG`` reproduces them); a model without a recipe of its own trains with its
 #: default release's.
-RELEASE_RECIPES: dict[str, TrainConfig] = {
+RELEASE_RECIPES: dict[str, TrainConfig | Mapping[str, TrainConfig]] = {
     "v0.1.0": BASE_RECIPE,
     # Chosen on the validation split over two seeds for accuracy and the corruption suite
     # together (docs/benchmarks.md, "The v0.2 recipe"): the base recipe trained twice as long,
