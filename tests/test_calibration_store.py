@@ -25,6 +25,10 @@ TINY = dict(limit=1500, val_size=500, epochs=1, precision="fp32", device="cpu", 
 TEST_IMAGES = 100
 
 
+# One pytest-xdist worker runs the module, so that the run its tests read is trained once.
+pytestmark = pytest.mark.xdist_group("calibration-store-run")
+
+
 @pytest.fixture(scope="module")
 def run(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
     out = tmp_path_factory.mktemp("calibrated") / "simplecnn"

@@ -40,6 +40,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = [
     pytest.mark.slow,
+    # One pytest-xdist worker: one browser and one server for the module, and one writer of the
+    # screenshot.
+    pytest.mark.xdist_group("browser"),
     pytest.mark.skipif(
         CHROMIUM is None or CHROMEDRIVER is None,
         reason="headless Chromium is not installed; install it with "

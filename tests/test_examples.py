@@ -148,7 +148,12 @@ def accuracy_rows(report: Path) -> list[str]:
                       text, flags=re.M)  # fmt: skip
 
 
+# The tests of one study.py run share a pytest-xdist worker, so that the run is made once.
+STUDY_GROUP = pytest.mark.xdist_group("examples-quick-study")
+
+
 @pytest.mark.slow
+@STUDY_GROUP
 def test_study_quick_writes_the_report(quick_study: Path) -> None:
     report = quick_study / "report"
     text = (report / "report.md").read_text()
@@ -171,6 +176,7 @@ def test_study_quick_writes_the_report(quick_study: Path) -> None:
 
 
 @pytest.mark.slow
+@STUDY_GROUP
 def test_study_pretrained_rebuilds_the_same_report_from_the_weights(
     quick_study: Path, mnist_root: Path, tmp_path: Path
 ) -> None:

@@ -27,6 +27,10 @@ SMALL = dict(
 )
 
 
+# One pytest-xdist worker runs the module, so that the run its tests read is trained once.
+pytestmark = pytest.mark.xdist_group("pipeline-run")
+
+
 @pytest.fixture(scope="module")
 def run(mnist_small_root: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
     out = tmp_path_factory.mktemp("pipeline") / "simplecnn"

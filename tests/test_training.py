@@ -48,8 +48,8 @@ from mnist_zoo.training.checkpoint import (
     read_checkpoint,
     repair_best,
 )
-from mnist_zoo.training.config import registered_recipe
 from mnist_zoo.training.optim import make_scheduler
+from mnist_zoo.training.recipes import registered_recipe
 from mnist_zoo.training.verify import payload_checksum
 
 TIMING = ("images_per_s", "epoch_time_s")

@@ -314,3 +314,31 @@ def test_train_refuses_an_unknown_release_in_one_line(capsys: pytest.CaptureFixt
     assert main(["train", "simplecnn", "--release", "v9.9.9", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mnist-zoo: error: --release 'v9.9.9'") and "\n" not in err
+
+
+def test_a_release_may_name_its_own_ensemble(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnist_zoo import ensemble
+    from mnist_zoo.hub import loading
+
+    assert ensemble.ensemble_members("v0.1.0") == (
+        "simplecnn@v0.1.0",
+        "deepercnn@v0.1.0",
+        "minivgg@v0.1.0",
+    )
+    members = ("simplecnn@v0.1.0", "simplecnn@v0.2.0", "minivgg@v0.2.0")
+    monkeypatch.setitem(ensemble.PRETRAINED_ENSEMBLES, "v9.0.0", members)
+    assert ensemble.ensemble_members("v9.0.0") == members
+    asked: list[tuple[str, dict]] = []
+
+    def fake_load(name: str, **kwargs: object) -> torch.nn.Module:
+        asked.append((name, kwargs))
+        model = mnist_zoo.create_model(name.partition("@")[0])
+        model.pretrained_cfg = {**model.pretrained_cfg, "release": name.partition("@")[2]}
+        return model
+
+    monkeypatch.setattr(loading, "load_pretrained", fake_load)
+    built = loading.load_pretrained_ensemble(revision="v9.0.0", device="cpu")
+    assert [name for name, _ in asked] == list(members)
+    assert all(kwargs == {"device": "cpu"} for _, kwargs in asked)  # the tag is in the name
+    assert len(built.members) == 3 and built.pretrained_cfg["release"] == "v9.0.0"
+    assert [m["release"] for m in built.pretrained_cfg["members"]] == ["v0.1.0", "v0.2.0", "v0.2.0"]

@@ -29,18 +29,10 @@ from ..devices import (
 )
 from .augment import RandomAffine, RandomAppearance
 from .callbacks import BestSoFar, Callback, EarlyStopping
-from .config import (
-    BASE_RECIPE,
-    CONFIG_FIELDS,
-    OPTIMIZERS,
-    RELEASE_RECIPES,
-    RUN_OPTIONS,
-    SCHEDULERS,
-    TrainConfig,
-    get_recipe,
-)
+from .config import CONFIG_FIELDS, OPTIMIZERS, RUN_OPTIONS, SCHEDULERS, TrainConfig
 from .ema import ModelEMA
 from .history import History
+from .recipes import BASE_RECIPE, RELEASE_RECIPES, get_recipe
 from .trainer import Trainer
 
 __all__ = [

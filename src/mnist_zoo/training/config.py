@@ -25,14 +25,11 @@ from typing import Any, Literal, TypeVar, get_args
 
 from ..devices import PRECISIONS, Precision
 from ..errors import InvalidArgumentError
-from ..registry import ModelEntry, get_model_entry
 from .augment import RandomAffine, RandomAppearance
 from .callbacks import EarlyStopping
 from .progress import PROGRESS_MODES
 
 __all__ = [
-    "BASE_RECIPE",
-    "RELEASE_RECIPES",
     "CONFIG_FIELDS",
     "OPTIMIZERS",
     "SCHEDULERS",
@@ -43,8 +40,6 @@ __all__ = [
     "apply_overrides",
     "check_names",
     "check_run_options",
-    "get_recipe",
-    "registered_recipe",
 ]
 
 #: The optimizers a recipe can name.
@@ -183,7 +178,7 @@ def apply_overrides(
     """Apply the recipe settings among ``overrides`` to ``config``; return the rest apart.
 
     Args:
-        config: The recipe to start from; ``None`` is :data:`BASE_RECIPE`.
+        config: The recipe to start from; ``None`` is the base recipe, ``TrainConfig()``.
         overrides: Keyword arguments: recipe settings and :data:`RUN_OPTIONS`.
         caller: What was called, for the message about an unknown name.
 
@@ -197,7 +192,7 @@ def apply_overrides(
         InvalidArgumentError: A setting's value is invalid.
     """
     if config is None:
-        config = BASE_RECIPE
+        config = TrainConfig()  # the base recipe (recipes.BASE_RECIPE)
     elif not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig or None, got {type(config).__name__}.")
     check_names(overrides, caller, also=RUN_OPTIONS)
@@ -273,81 +268,6 @@ def check_run_options(
         )
     if resume and checkpoint_dir is None:
         raise InvalidArgumentError("resume=True needs a checkpoint_dir to resume from.")
-
-
-def registered_recipe(
-    entry: ModelEntry, release: str | None = None
-) -> tuple[TrainConfig, dict[str, Any]]:
-    """A registry entry's recipe as a config, and builder kwargs an old dict recipe carried.
-
-    Args:
-        entry: The model's registry entry.
-        release: A release tag (a key of :data:`RELEASE_RECIPES`): the recipe that release's
-            weights were trained with. ``None``: the entry's own recipe if it has one, else
-            the recipe of its default release, else :data:`BASE_RECIPE`.
-
-    Returns:
-        The recipe and the ``model_kwargs`` a dict recipe held (``{}`` otherwise).
-
-    Raises:
-        InvalidArgumentError: An unknown release tag (the message lists the known ones), or a
-            dict recipe with an unknown or invalid setting.
-        TypeError: The entry's recipe is neither a TrainConfig, a dict nor None.
-    """
-    if release is not None:
-        if release not in RELEASE_RECIPES:
-            raise InvalidArgumentError(
-                f"No release {release!r} to take a recipe from: the releases are "
-                f"{', '.join(RELEASE_RECIPES)}."
-            )
-        return _release_recipe(release, entry.name), {}
-    recipe = entry.recipe
-    if recipe is None:
-        if entry.default_release in RELEASE_RECIPES:
-            return _release_recipe(entry.default_release, entry.name), {}
-        return BASE_RECIPE, {}
-    if isinstance(recipe, TrainConfig):
-        return recipe, {}
-    if isinstance(recipe, Mapping):
-        data = dict(recipe)
-        model_kwargs = dict(data.pop("model_kwargs", None) or {})
-        return (TrainConfig.from_dict(data) if data else BASE_RECIPE), model_kwargs
-    raise TypeError(
-        f"The recipe of {entry.name!r} must be a TrainConfig, a dict or None, "
-        f"got {type(recipe).__name__}."
-    )
-
-
-def _release_recipe(release: str, name: str) -> TrainConfig:
-    """A release's recipe for model ``name``: the release's one, or its own in a per-model map."""
-    recipe = RELEASE_RECIPES[release]
-    if isinstance(recipe, TrainConfig):
-        return recipe
-    if name not in recipe:
-        raise InvalidArgumentError(
-            f"Release {release!r} has no recipe for {name!r}: it has {', '.join(recipe)}."
-        )
-    return recipe[name]
-
-
-def get_recipe(name: str, release: str | None = None) -> TrainConfig:
-    """The recipe a registered model is trained with.
-
-    Args:
-        name: A registered model name (any case).
-        release: A release tag, e.g. ``"v0.1.0"``: the recipe of that release's weights.
-            ``None``: the recipe of the weights ``load_pretrained(name)`` gets (the model's
-            default release), unless the model was registered with a recipe of its own.
-
-    Returns:
-        The recipe.
-
-    Raises:
-        UnknownModelError: ``name`` is not registered.
-        InvalidArgumentError: An unknown release, or a registered dict recipe with an
-            invalid setting.
-    """
-    return registered_recipe(get_model_entry(name), release)[0]
 
 
 # --------------------------------------------------------------------------- validation
@@ -447,23 +367,3 @@ def _check_ranges(config: TrainConfig) -> None:
 
 #: The names of the recipe's settings, in order.
 CONFIG_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
-
-#: The recipe ``Trainer(model)`` trains with, and the one the v0.1.0 weights were trained with
-#: (the study trained 30 epochs); ``benchmarks/recipes.py`` compares variants of it on the
-#: validation split.
-BASE_RECIPE = TrainConfig()
-
-#: The recipe each release's weights were trained with, by tag (``mnist-zoo train NAME
-#: --release TAG`` reproduces them); a model without a recipe of its own trains with its
-#: default release's.
-RELEASE_RECIPES: dict[str, TrainConfig | Mapping[str, TrainConfig]] = {
-    "v0.1.0": BASE_RECIPE,
-    # Chosen on the validation split over two seeds for accuracy and the corruption suite
-    # together (docs/benchmarks.md, "The v0.2 recipe"): the base recipe trained twice as long,
-    # with thicker and thinner strokes, faded ink, a grey page and noise on half the images.
-    "v0.2.0": dataclasses.replace(
-        BASE_RECIPE,
-        epochs=20,
-        appearance=RandomAppearance(stroke=0.5, contrast=0.5, background=0.5, noise=0.1),
-    ),
-}

@@ -42,12 +42,13 @@ from .batches import (
 )
 from .callbacks import BestSoFar, Callback, EarlyStopping
 from .checkpoint import LAST_NAME, Resumed, TrainState, load_checkpoint, save_checkpoint
-from .config import TrainConfig, apply_overrides, check_run_options, registered_recipe
+from .config import TrainConfig, apply_overrides, check_run_options
 from .ema import ModelEMA
 from .epoch import Placement, check_finite, train_one_epoch, validate
 from .history import History
 from .optim import make_optimizer, make_scheduler
 from .progress import Reporter
+from .recipes import registered_recipe
 from .verify import check_writable_folder, describe_model
 
 __all__ = ["Trainer"]
@@ -69,7 +70,7 @@ class Trainer:
         resume: Continue from ``checkpoint_dir/last.pt`` if it exists.
         allow_recipe_change: On resume, continue with a recipe that differs from the
             checkpoint's (from the resumed epoch on; recorded in ``recipe_changes``) instead of
-            refusing it. ``seed``, ``split_seed`` and ``val_size`` must match even so.
+            refusing it. ``seed``, ``split_seed``, ``val_size`` must match even so.
         progress: A tqdm bar per epoch (``True``), one plain line per epoch (``"plain"``),
             nothing (``False``), or ``"auto"``: a bar on a terminal, plain lines otherwise.
         callbacks: :class:`Callback` objects.
@@ -318,9 +319,8 @@ class Trainer:
         check_not_empty(train, "training")
         if val is not None:
             check_not_empty(val, "validation")
-        train, val = split_validation(
-            train, val, val_size=config.val_size, seed=config.validation_seed
-        )
+        seed = config.validation_seed
+        train, val = split_validation(train, val, val_size=config.val_size, seed=seed)
         if config.early_stopping is not None and val is None:
             raise InvalidArgumentError(
                 "Early stopping needs validation data: pass val or set val_size > 0."
