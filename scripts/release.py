@@ -1,6 +1,7 @@
 """Check the trained models in hub/, score the ensemble, and print the registry pins.
 
-    python scripts/release.py                 # after `mnist-zoo train NAME --out hub/NAME ...`
+    python scripts/release.py                 # re-check the release hub/NAME holds
+    python scripts/release.py --tag v0.3.0    # after `mnist-zoo train NAME --out hub/NAME ...`
     python scripts/release.py --cards-only    # re-render the cards only; no data, no scoring
     python scripts/release.py --pins          # print the registry pins of the files in hub/
     python scripts/release.py --write-pins    # ... and write them into src/mnist_zoo/models.py
@@ -49,15 +50,6 @@ from mnist_zoo.ensemble import PRETRAINED_MEMBERS, ensemble_members
 from mnist_zoo.hub import LIBRARY_NAME, save_pretrained, sha256_file, write_card
 
 MODELS_PY = Path(__file__).resolve().parents[1] / "src" / "mnist_zoo" / "models.py"
-#: A release tag: ``v0.3.0``, or a release's extra ensemble members, ``v0.3.0-seed1``.
-TAG = re.compile(r"v(\d+)\.(\d+)\.(\d+)(?:-([a-z0-9]+))?")
-
-
-def _tag_order(tag: str) -> tuple:
-    match = TAG.fullmatch(tag)
-    assert match is not None
-    major, minor, patch, suffix = match.groups()
-    return int(major), int(minor), int(patch), suffix or ""
 
 
 def images_per_s(model: torch.nn.Module, images: torch.Tensor, seconds: float = 3.0) -> float:
@@ -109,16 +101,15 @@ def release_tags(hub_dir: Path) -> list[str]:
         hub_dir: The folder holding ``NAME/`` (the default release) and ``TAG/NAME/``.
 
     Returns:
-        The tags whose folder holds every pretrained member, sorted by version (a release's
-        ``-seedN`` tags right after it).
+        The tags whose folder holds every pretrained member, sorted by version.
     """
     tags = [
         d.name
         for d in hub_dir.glob("v*")
-        if TAG.fullmatch(d.name)
+        if re.fullmatch(r"v\d+(\.\d+)*", d.name)
         and all((d / n / "model.safetensors").is_file() for n in PRETRAINED_MEMBERS)
     ]
-    return sorted(tags, key=_tag_order)
+    return sorted(tags, key=lambda tag: tuple(int(x) for x in tag[1:].split(".")))
 
 
 def _same_files(a: Path, b: Path) -> bool:
@@ -146,8 +137,6 @@ def default_tag(hub_dir: Path) -> str:
         for tag in release_tags(hub_dir)
         if all(_same_files(hub_dir / n, hub_dir / tag / n) for n in PRETRAINED_MEMBERS)
     ]
-    # A release's seed tags may hold the very files the release picked: the release wins.
-    matching = [t for t in matching if "-" not in t] or matching
     if len(matching) != 1:
         raise SystemExit(
             f"{hub_dir}/NAME matches {len(matching)} archived releases ({', '.join(matching)}), "
@@ -168,10 +157,7 @@ def archive(hub_dir: Path, tag: str) -> None:
             archive is frozen: its pins are published).
     """
     if not re.fullmatch(r"v\d+\.\d+\.\d+", tag):
-        raise SystemExit(
-            f"--tag must look like v0.2.0, got {tag!r} (copy a release's extra ensemble members "
-            "into hub/vX.Y.Z-seedN/NAME yourself)"
-        )
+        raise SystemExit(f"--tag must look like v0.2.0, got {tag!r}")
     for name in (*PRETRAINED_MEMBERS, "ensemble"):
         src, dst = hub_dir / name, hub_dir / tag / name
         if dst.exists():
@@ -306,7 +292,7 @@ def main() -> int:
     test = mnist_zoo.MNIST(args.data, split="test")
 
     release = args.tag or default_tag(args.hub_dir)
-    ok, scored, rows = True, {}, []
+    ok, scored, rows, accuracies = True, {}, [], {}
     for name in PRETRAINED_MEMBERS:
         folder = args.hub_dir / name
         model = mnist_zoo.load_pretrained(folder)
@@ -325,7 +311,7 @@ def main() -> int:
         ok &= same
         speed = images_per_s(model, test.images)
         rows.append((f"{name}@{release}", result.accuracy, speed))
-        scored[f"{name}@{release}"] = model
+        scored[f"{name}@{release}"], accuracies[name] = model, result.accuracy
         print(f"{name:<10} test {100 * result.accuracy:.2f}% (card {100 * card:.2f}%"
               f"{'' if same else ' MISMATCH'}), {speed:,.0f} images/s")  # fmt: skip
 
@@ -346,8 +332,7 @@ def main() -> int:
         print(f"\nNext: python scripts/release.py --write-pins --tag {release}")
         return 0 if ok else 1
     print("\nThe pins for src/mnist_zoo/models.py (config.json was re-written above):")
-    accuracies = {n: a for n, a, _ in rows if n.partition("@")[2] == release}
-    print(pins(args.hub_dir, {n.partition("@")[0]: a for n, a in accuracies.items()}))
+    print(pins(args.hub_dir, accuracies))
     return 0 if ok else 1
 
 

@@ -9,8 +9,8 @@ is searched one level down). All must have held out the same validation images (
 trains another seed on seed 0's split. Each model is scored once on those 5,000 images and on
 the 15 MNIST-C corruptions of them (seed 0), with its stored temperature.
 
-The rule, fixed before the v0.3 candidates finished training (docs/benchmarks.md, "Choosing
-v0.3.0"):
+The rule, fixed before the v0.3 candidates finished training (docs/benchmarks.md, "More seeds
+for v0.3.0, chosen on validation"):
 
 1. Per architecture, the candidates whose validation accuracy on no corruption is more than
    one point below the reference (the v0.1 model of that architecture) are *eligible*; the

@@ -40,6 +40,11 @@ def mnist_test_set(root: Path) -> mnist_zoo.MNIST:
     return mnist_zoo.MNIST(root, split="test")
 
 
+@functools.cache
+def _weights_sha256(folder: Path) -> str:
+    return sha256_file(folder / "model.safetensors")
+
+
 #: Logits by (the weights' SHA-256, data folder): a tag that copies another's file reuses them.
 _LOGITS: dict[tuple[str, Path], torch.Tensor] = {}
 
@@ -47,7 +52,7 @@ _LOGITS: dict[tuple[str, Path], torch.Tensor] = {}
 def fp32_logits(name: str, root: Path) -> torch.Tensor:
     """The exact fp32 logits of hub/NAME (or of ``"name@tag"``'s folder) on the full test set
     in ``root`` (shared: do not modify)."""
-    key = (sha256_file(folder_of(name) / "model.safetensors"), root)
+    key = (_weights_sha256(folder_of(name)), root)
     if key not in _LOGITS:
         images = mnist_test_set(root).images
         _LOGITS[key] = batched_logits(published_model(name), images, batch_size=500)
