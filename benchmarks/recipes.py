@@ -15,6 +15,7 @@ recomputed. The last line names the variant with the best mean validation accura
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -31,6 +32,9 @@ APPEARANCE = RandomAppearance(stroke=0.5, contrast=0.5, background=0.5, noise=0.
 #: The same changes, weaker and on 30 % of the images.
 MILD_APPEARANCE = RandomAppearance(stroke=0.3, contrast=0.4, background=0.5, noise=0.08, p=0.3)
 ELASTIC = RandomAffine(elastic=2.0)
+#: The v0.2 appearance changes plus random erasing on half, or a tenth, of the images.
+ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.5)
+MILD_ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.1)
 
 #: Named changes to a registry recipe.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -50,6 +54,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "appearance-e30": {"appearance": APPEARANCE, "epochs": 30},
     "appearance-mild": {"appearance": MILD_APPEARANCE},
     "appearance-mild-e20": {"appearance": MILD_APPEARANCE, "epochs": 20},
+    "appearance-erase-e20": {"appearance": ERASE_APPEARANCE, "epochs": 20},
+    "appearance-erase10-e20": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 20},
 }
 
 
@@ -61,11 +67,13 @@ def run(
     data: str | None,
     out: Path,
     suite: bool,
+    split_seed: int | None = None,
 ) -> dict[str, float]:
     """Train one (model, variant, seed); return its validation accuracy (and suite mean)."""
-    overrides = dict(VARIANTS[variant], seed=seed)
+    overrides = dict(VARIANTS[variant], seed=seed, split_seed=split_seed)
     overrides["epochs"] = epochs or overrides.get("epochs") or get_recipe(name).epochs
-    run_dir = out / f"{name}-{variant}-s{seed}-e{overrides['epochs']}"
+    split = "" if split_seed is None else f"-split{split_seed}"
+    run_dir = out / f"{name}-{variant}-s{seed}-e{overrides['epochs']}{split}"
     saved = run_dir / "result.json"
     if saved.is_file():
         result = json.loads(saved.read_text())
@@ -80,8 +88,9 @@ def run(
     result = {"val_acc": history["val_acc"][-1], "wall_s": time.perf_counter() - start}
     if suite:
         config = trainer.config
-        _, val = split_validation(in_memory(train), None, val_size=config.val_size, seed=seed)
-        scored = evaluate_corruptions(trainer.model, val.images, val.targets, seed=seed)
+        held_out = config.validation_seed
+        _, val = split_validation(in_memory(train), None, val_size=config.val_size, seed=held_out)
+        scored = evaluate_corruptions(trainer.model, val.images, val.targets, seed=held_out)
         result["suite_mean"] = scored.mean_accuracy
         result["corruptions"] = scored.corruption_accuracy
         result["val_ece"] = scored.ece
@@ -97,6 +106,11 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument("--data", help="MNIST folder (default: $MNIST_ZOO_DATA)")
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        help="hold out this seed's validation images in every run (default: each run's seed)",
+    )
     p.add_argument("--out", default="runs/recipes", type=Path)
     p.add_argument("--quick", action="store_true", help="1 epoch, seed 0: a smoke run")
     p.add_argument(
@@ -110,7 +124,8 @@ def main() -> None:
     for variant in args.variants:
         for seed in args.seeds:
             start = time.perf_counter()
-            r = run(args.model, variant, seed, args.epochs, args.data, args.out, args.suite)
+            r = run(args.model, variant, seed, args.epochs, args.data, args.out, args.suite,
+                    args.split_seed)  # fmt: skip
             results.setdefault(variant, []).append(r)
             suite = f" suite_mean={100 * r['suite_mean']:.2f}%" if "suite_mean" in r else ""
             print(f"RUN {args.model} {variant} seed={seed} val_acc={100 * r['val_acc']:.2f}%"

@@ -70,7 +70,7 @@ STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
 QUICK_TRAIN_IMAGES = 1_000
 QUICK_TEST_IMAGES = 1_000
 #: ``--quick``'s corruption suite: 16 passes over these images per model.
-QUICK_SUITE_IMAGES = 200
+QUICK_SUITE_IMAGES = 50
 #: Misclassified digits drawn per model; the most confident mistakes come first.
 MAX_SHOWN_ERRORS = 48
 #: "Converged" for the report: validation accuracy within this many points of its best.

@@ -59,6 +59,7 @@ def test_p_zero_changes_nothing(digits):
         RandomAppearance(stroke=0.5, contrast=0.5, background=0.5, noise=0.1),
         RandomAffine(elastic=2.0),
         compose(RandomAffine(elastic=2.0), RandomAppearance(noise=0.1, background=0.3)),
+        RandomAppearance(stroke=0.5, erase=0.5),
     ],
 )
 def test_parts_of_a_global_batch_replay_the_whole_batch(aug, digits):
@@ -78,6 +79,35 @@ def test_base_affine_draws_what_v0_1_drew(digits):
     assert torch.equal(g.get_state(), reference.get_state())
 
 
+def test_erase_off_draws_what_v0_2_drew(digits):
+    # The published v0.2 weights depend on this stream: erase=0 must draw nothing more.
+    v02 = dict(stroke=0.5, contrast=0.5, background=0.5, noise=0.1)
+    g, reference = _gen(7), _gen(7)
+    RandomAppearance(**v02)(digits, g)
+    torch.rand(len(digits), 8, generator=reference)
+    torch.randn(len(digits), *digits.shape[1:], generator=reference)
+    assert torch.equal(g.get_state(), reference.get_state())
+
+
+def test_erase_fills_one_rectangle_per_image_with_one_grey_level(digits):
+    out = RandomAppearance(erase=1.0)(digits, _gen())
+    changed = out != digits
+    for before, after, mask in zip(digits[:, 0], out[:, 0], changed[:, 0], strict=True):
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        if len(rows) == 0:  # a fill level equal to every pixel it covers: nothing to see
+            continue
+        box = after[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert float(box.max() - box.min()) == 0  # one level over the whole rectangle
+        area = len(rows) * len(cols) / mask.numel()
+        assert area <= 1 / 3 + 0.02
+        # Outside the rectangle, nothing moved.
+        outside = torch.ones_like(mask)
+        outside[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = False
+        assert torch.equal(after[outside], before[outside])
+    assert int(changed.any((1, 2, 3)).sum()) > len(digits) // 2
+    assert torch.equal(RandomAppearance(erase=0.0)(digits, _gen()), digits)
+
+
 def test_elastic_moves_pixels_beyond_the_affine_warp(digits):
     plain = RandomAffine(degrees=0, scale=(1, 1), translate=0)(digits, _gen())
     bent = RandomAffine(degrees=0, scale=(1, 1), translate=0, elastic=2.0)(digits, _gen())
@@ -94,6 +124,7 @@ def test_elastic_moves_pixels_beyond_the_affine_warp(digits):
         {"noise": float("nan")},
         {"p": 2},
         {"stroke": True},
+        {"erase": 1.5},
     ],  # fmt: skip
 )
 def test_bad_settings_are_refused(kwargs):

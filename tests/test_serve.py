@@ -473,9 +473,16 @@ def test_python_m_mnist_zoo_serve_prints_its_address_and_stops_on_ctrl_c(tmp_pat
     command = [sys.executable, "-m", "mnist_zoo.serve", "--model", str(HUB_MODELS[0])]
     command += ["--port", "0", "--collect", str(tmp_path / "digits")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+    # The server must see Ctrl-C as a foreground command does. A test run started in the
+    # background of a shell script inherits SIGINT ignored, and so would the server (Python
+    # keeps an ignored SIGINT); a handler in this process is reset to the default on exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         lines = []
         for line in proc.stdout:

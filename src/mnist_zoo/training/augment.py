@@ -1,6 +1,6 @@
 """Batch-wise data augmentation: geometry (:class:`RandomAffine`, optionally elastic) and
-appearance (:class:`RandomAppearance`: stroke width, contrast, background level, pixel noise),
-each drawn per image and applied to the whole batch in a few tensor operations.
+appearance (:class:`RandomAppearance`: stroke width, contrast, background level, pixel noise,
+random erasing), each drawn per image and applied to the whole batch in a few tensor operations.
 
 Every random number comes from the generator passed in, drawn for the whole global batch, so
 the augmentation depends on the seed alone (a resumed run and N processes replay it exactly).
@@ -120,9 +120,10 @@ _ELASTIC_GRID = 4
 
 @dataclass(frozen=True)
 class RandomAppearance:
-    """Batch-wise random appearance: stroke width, contrast, background level, pixel noise.
+    """Batch-wise random appearance: stroke width, contrast, background level, pixel noise and
+    random erasing.
 
-    Each of the four changes is applied to an image with probability ``p``, independently,
+    Each of the first four changes is applied to an image with probability ``p``, independently,
     with its strength drawn uniformly up to its setting:
 
     - stroke: blend by ``t`` in [-stroke, stroke] towards the 3 x 3 dilation (thicker, t > 0)
@@ -131,14 +132,21 @@ class RandomAppearance:
     - background: add ``b`` in [0, background] to every pixel (a grey page instead of black);
     - noise: add Gaussian noise of standard deviation up to ``noise``.
 
-    The result is clipped to [0, 1]. A setting at 0 turns its change off.
+    Then, with probability ``erase``, random erasing (Zhong et al., 2017; timm's
+    ``RandomErasing``): a rectangle covering 2-33 % of the image, aspect ratio 0.3-3.3, is
+    filled with one grey level drawn in [0, 1], so that the model learns to read a digit with
+    part of it hidden or a bar across it.
+
+    The result is clipped to [0, 1]. A setting at 0 turns its change off and draws no random
+    number for it.
 
     Args:
         stroke: The largest blend towards a thicker or thinner stroke, in [0, 1].
         contrast: The largest contrast reduction, in [0, 1).
         background: The largest background level, in [0, 1).
         noise: The largest noise standard deviation, >= 0.
-        p: The probability that an image gets each change, in [0, 1].
+        p: The probability that an image gets each of the first four changes, in [0, 1].
+        erase: The probability that an image gets a rectangle erased, in [0, 1].
 
     Raises:
         InvalidArgumentError: A setting that is not a finite number in its range.
@@ -149,10 +157,11 @@ class RandomAppearance:
     background: float = 0.0
     noise: float = 0.0
     p: float = 0.5
+    erase: float = 0.0
 
     def __post_init__(self) -> None:
         for name, high in (("stroke", 1.0), ("contrast", 0.999), ("background", 0.999),
-                           ("noise", math.inf), ("p", 1.0)):  # fmt: skip
+                           ("noise", math.inf), ("p", 1.0), ("erase", 1.0)):  # fmt: skip
             _check_setting(self, name, high)
 
     def __call__(
@@ -185,7 +194,42 @@ class RandomAppearance:
             noise = _share_of(torch.randn, generator, share, n, *x.shape[1:])
             sd = (r[:, 3] * self.noise * on[:, 3]).view(per_image)
             x = x + sd * noise.to(x.device, x.dtype)
+        if self.erase > 0:
+            x = _erase(x, _share_of(torch.rand, generator, share, n, 6), self.erase)
         return x.clamp(0, 1)
+
+
+#: Random erasing's ranges: the fraction of the image a rectangle covers, and its aspect
+#: ratio (height / width, drawn on a log scale), as in Zhong et al. (2017).
+_ERASE_AREA = (0.02, 1 / 3)
+_ERASE_ASPECT = (0.3, 1 / 0.3)
+
+
+def _erase(x: torch.Tensor, r: torch.Tensor, p: float) -> torch.Tensor:
+    """Fill one random rectangle per chosen image with a random grey level.
+
+    ``r`` holds six uniform numbers per image: on/off, area, aspect, top, left, fill value.
+    The rectangle is a mask built by comparing coordinates, so the batch needs no loop.
+    """
+    r = r.to(x.device, x.dtype)
+    n, _, h, w = x.shape
+    area = (_ERASE_AREA[0] + r[:, 1] * (_ERASE_AREA[1] - _ERASE_AREA[0])) * h * w
+    log_low, log_high = math.log(_ERASE_ASPECT[0]), math.log(_ERASE_ASPECT[1])
+    aspect = torch.exp(log_low + r[:, 2] * (log_high - log_low))
+    eh = torch.sqrt(area * aspect).round().clamp(1, h)
+    ew = torch.sqrt(area / aspect).round().clamp(1, w)
+    top = (r[:, 3] * (h - eh + 1)).floor()
+    left = (r[:, 4] * (w - ew + 1)).floor()
+    rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
+    cols = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
+    inside = (
+        (rows >= top.view(n, 1, 1))
+        & (rows < (top + eh).view(n, 1, 1))
+        & (cols >= left.view(n, 1, 1))
+        & (cols < (left + ew).view(n, 1, 1))
+        & (r[:, 0] < p).view(n, 1, 1)
+    ).unsqueeze(1)
+    return torch.where(inside, r[:, 5].view(n, 1, 1, 1), x)
 
 
 #: What :func:`compose` returns: one augmentation or a chain of them, called the same way.
