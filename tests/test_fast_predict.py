@@ -210,6 +210,10 @@ def test_a_model_that_cannot_be_copied_runs_as_it_is(native_bf16: None) -> None:
 
 # --- what the fast path does to the published weights -------------------------------------------
 
+#: The batch of the full-test-set bf16 passes: the same bits as 500 (each image is computed
+#: alone) in two thirds of the time on one thread.
+BF16_BATCH = 100
+
 
 @pytest.fixture(scope="module")
 def members() -> dict[str, nn.Module]:
@@ -229,7 +233,7 @@ def test_logits(
     logits = {
         name: {
             "fp32": fp32_logits(name, mnist_root),
-            "bf16": predict_logits(model, images, batch_size=500, precision="bf16"),
+            "bf16": predict_logits(model, images, batch_size=BF16_BATCH, precision="bf16"),
         }
         for name, model in members.items()
     }
@@ -239,7 +243,7 @@ def test_logits(
             [logits[name]["fp32"] for name in members],
             [stored_temperature(m) or 1.0 for m in members.values()],
         ),
-        "bf16": predict_logits(ensemble, images, batch_size=500, precision="bf16"),
+        "bf16": predict_logits(ensemble, images, batch_size=BF16_BATCH, precision="bf16"),
     }
     return logits
 
