@@ -851,3 +851,36 @@ def test_briefly_trained_model_reads_scans_and_example_pictures(
     pred = predict(net, EXAMPLE_PATHS)
     wrong = [p.name for p, label in zip(EXAMPLE_PATHS, pred, strict=True) if label != true_digit(p)]
     assert len(wrong) <= 1, f"misread {wrong} ({pred.tolist()})"
+
+
+# --- the CPU runs a batch in pieces ---------------------------------------------------------------
+
+
+class _BatchSizes(nn.Module):
+    """A linear classifier that records how many images each call gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+        self.seen: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(len(x))
+        return self.fc(x.flatten(1))
+
+
+def test_the_cpu_runs_a_batch_in_pieces_of_at_most_cpu_max_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mnist_zoo.inference import batched
+
+    model, x = _BatchSizes(), torch.rand(300, 1, 28, 28)
+    pieces = batched_logits(model, x, batch_size=200)
+    limit = batched.CPU_MAX_BATCH
+    assert limit is not None and max(model.seen) == limit and sum(model.seen) == 300
+    assert model.seen == [len(p) for batch in x.split(200) for p in batch.split(limit)]
+    monkeypatch.setattr(batched, "CPU_MAX_BATCH", None)
+    model.seen.clear()
+    whole = batched_logits(model, x, batch_size=200)
+    assert model.seen == [200, 100]
+    torch.testing.assert_close(pieces, whole, atol=1e-6, rtol=1e-6)
