@@ -56,6 +56,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     x = mnist_zoo.MNIST(args.data, split="test").images[: args.images]
     piece = batched.CPU_MAX_BATCH
+    if piece is None:
+        raise SystemExit("CPU_MAX_BATCH is None: there are no pieces to compare with.")
     print(f"batched_logits, batch {BATCH}, {len(x):,} images, {args.threads} thread(s), "
           f"best of {args.rounds} rounds; pieces of {piece} against whole batches")  # fmt: skip
     print(f"{'model':<11}{'pieces img/s':>14}{'whole img/s':>13}{'speed-up':>10}"
