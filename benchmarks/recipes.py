@@ -56,6 +56,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "appearance-mild-e20": {"appearance": MILD_APPEARANCE, "epochs": 20},
     "appearance-erase-e20": {"appearance": ERASE_APPEARANCE, "epochs": 20},
     "appearance-erase10-e20": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 20},
+    "appearance-erase10-e30": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 30},
 }
 
 

@@ -157,8 +157,8 @@ def batched_logits(
 
 #: On the CPU, the most images the model runs on at once, whatever ``batch_size`` asks for
 #: (``None``: no limit). A batch of 1,000 MNIST images makes MiniVGG's first activations 200 MB,
-#: far beyond the caches; in pieces of 64 the exact fp32 path ran 1.3x (MiniVGG) to 1.9x
-#: (SimpleCNN) faster on one core of a Xeon, with the same labels on the test set
+#: far beyond the caches; in pieces of 64 the exact fp32 path ran 1.5x (MiniVGG) to 1.7x
+#: (SimpleCNN) faster on one core of a Xeon, with the same labels on 3,000 test images
 #: (``python benchmarks/cpu_batches.py``). The logits may differ from one large batch's in the
 #: last bits, as any two batch sizes' may. Other devices run whole batches.
 CPU_MAX_BATCH: int | None = 64
