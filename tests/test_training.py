@@ -288,6 +288,9 @@ def test_resume_after_sigkill_in_a_real_process(
 ) -> None:
     data = tmp_path / "data.pt"
     torch.save(micro, data)
+    # The settings of every run, in the real processes and here.
+    settings = dict(device="cpu", precision="bf16", epochs=2, batch_size=64, val_size=100,
+                    progress=False)  # fmt: skip
     script = textwrap.dedent(
         f"""
         import os, signal, sys, torch, mnist_zoo
@@ -298,9 +301,8 @@ def test_resume_after_sigkill_in_a_real_process(
                     os.kill(os.getpid(), signal.SIGKILL)
         seed_everything(0)
         model = mnist_zoo.create_model("simplecnn")
-        t = Trainer(model, device="cpu", precision="bf16", epochs=2, batch_size=64,
-                    val_size=100, progress=False, checkpoint_dir=sys.argv[2],
-                    resume=sys.argv[1] == "resume", callbacks=[Kill()])
+        t = Trainer(model, checkpoint_dir=sys.argv[2], resume=sys.argv[1] == "resume",
+                    callbacks=[Kill()], **{settings!r})
         t.fit(torch.load({str(data)!r}))
         torch.save(t.model.state_dict(), sys.argv[2] + "/final.pt")
         """
@@ -315,11 +317,9 @@ def test_resume_after_sigkill_in_a_real_process(
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / "a" / "last.pt").exists() and not (tmp_path / "a" / "final.pt").exists()
     assert run("resume", tmp_path / "a").returncode == 0
-    # The uninterrupted run, here (one interpreter start less): the same code and settings.
+    # The uninterrupted run, here (one interpreter start less).
     seed_everything(0)
-    plain = Trainer(mnist_zoo.create_model("simplecnn"), device="cpu", precision="bf16",
-                    epochs=2, batch_size=64, val_size=100, progress=False,
-                    checkpoint_dir=tmp_path / "b")  # fmt: skip
+    plain = Trainer(mnist_zoo.create_model("simplecnn"), checkpoint_dir=tmp_path / "b", **settings)
     plain.fit(torch.load(data))
     a = torch.load(tmp_path / "a" / "final.pt", weights_only=True)
     b = plain.model.state_dict()
