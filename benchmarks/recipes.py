@@ -32,9 +32,10 @@ APPEARANCE = RandomAppearance(stroke=0.5, contrast=0.5, background=0.5, noise=0.
 #: The same changes, weaker and on 30 % of the images.
 MILD_APPEARANCE = RandomAppearance(stroke=0.3, contrast=0.4, background=0.5, noise=0.08, p=0.3)
 ELASTIC = RandomAffine(elastic=2.0)
-#: The v0.2 appearance changes plus random erasing on half, or a tenth, of the images.
+#: The v0.2 appearance changes plus random erasing on half, a tenth, or 3 % of the images.
 ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.5)
 MILD_ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.1)
+RARE_ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.03)
 
 #: Named changes to a registry recipe.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -57,6 +58,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "appearance-erase-e20": {"appearance": ERASE_APPEARANCE, "epochs": 20},
     "appearance-erase10-e20": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 20},
     "appearance-erase10-e30": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 30},
+    "appearance-erase3-e20": {"appearance": RARE_ERASE_APPEARANCE, "epochs": 20},
 }
 
 

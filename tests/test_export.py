@@ -271,6 +271,24 @@ def test_a_files_temperature_is_checked_and_applied(tmp_path: Path) -> None:
             OnnxModel(with_temperature(bad))
 
 
+def test_onnx_runtime_takes_its_threads_from_omp_num_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = export(seeded("simplecnn"), tmp_path / "model.onnx", check=False)
+
+    def threads(**kwargs: int) -> int:
+        return OnnxModel(target, **kwargs).session.get_session_options().intra_op_num_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads() == 1
+    assert threads(threads=2) == 2  # the argument wins over the variable
+    for unusable in ("0", "-2", "two", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert threads() == 0  # ONNX Runtime's own choice
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads() == 0
+
+
 def test_a_file_onnx_runtime_cannot_load_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

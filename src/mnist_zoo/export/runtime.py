@@ -41,7 +41,9 @@ class OnnxModel:
 
     Args:
         source: The ``.onnx`` file, or its bytes.
-        threads: ONNX Runtime's intra-op threads; default: its own choice (the physical cores).
+        threads: ONNX Runtime's intra-op threads; default: ``$OMP_NUM_THREADS`` when it is a
+            positive integer (as PyTorch reads it), else ONNX Runtime's own choice (the
+            physical cores).
         providers: ONNX Runtime execution providers, in order of preference; default
             ``["CPUExecutionProvider"]``.
 
@@ -71,6 +73,7 @@ class OnnxModel:
         if self.source is not None and not self.source.is_file():
             raise FileNotFoundError(f"No ONNX file at {self.source}.")
         options = ort.SessionOptions()
+        threads = _env_threads() if threads is None else threads
         if threads is not None:
             options.intra_op_num_threads = threads
         model = source if isinstance(source, bytes) else os.fspath(source)
@@ -181,3 +184,14 @@ def _temperature(metadata: dict[str, str], source: Path | None) -> float | None:
             "> 0: export the model again (mnist_zoo.export.export)."
         )
     return value
+
+
+def _env_threads() -> int | None:
+    """``$OMP_NUM_THREADS`` as a thread count, or ``None`` when unset or not a positive integer.
+
+    ONNX Runtime's own thread pool ignores the variable, so a process limited to one thread
+    (a pinned training job, a test worker beside another) would otherwise run one spinning
+    thread per core and slow its neighbours down.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
