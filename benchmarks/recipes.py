@@ -36,6 +36,9 @@ ELASTIC = RandomAffine(elastic=2.0)
 ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.5)
 MILD_ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.1)
 RARE_ERASE_APPEARANCE = dataclasses.replace(APPEARANCE, erase=0.03)
+#: The v0.2 appearance changes with twice the stroke range: up to the full 3 x 3 dilation or
+#: erosion, for thin outlines such as the canny-edges corruption's.
+STROKE_APPEARANCE = dataclasses.replace(APPEARANCE, stroke=1.0)
 
 #: Named changes to a registry recipe.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -59,6 +62,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "appearance-erase10-e20": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 20},
     "appearance-erase10-e30": {"appearance": MILD_ERASE_APPEARANCE, "epochs": 30},
     "appearance-erase3-e20": {"appearance": RARE_ERASE_APPEARANCE, "epochs": 20},
+    "appearance-stroke1-e20": {"appearance": STROKE_APPEARANCE, "epochs": 20},
 }
 
 
