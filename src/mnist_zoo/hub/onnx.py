@@ -101,7 +101,8 @@ def load_onnx(
         cache_dir: Hub cache folder; default ``HF_HUB_CACHE``.
         local_files_only: Use only the cache, never the network.
         endpoint: Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
-        threads: ONNX Runtime's intra-op threads; default: its own choice.
+        threads: ONNX Runtime's intra-op threads; default: as
+            :class:`~mnist_zoo.export.OnnxModel` chooses (``$OMP_NUM_THREADS`` when set).
 
     Returns:
         The ONNX model, ready to ``predict``.
