@@ -2,8 +2,9 @@
 the default release, and each card's calibration and corruption-suite figures are reproduced.
 
 The corruption suite runs each model on 150,000 corrupted test images (minutes on 2 cores), so
-that test runs only when ``MNIST_ZOO_RELEASE_TESTS=1``; ``scripts/release.py`` users run it before
-tagging a release:
+that test runs only when ``MNIST_ZOO_RELEASE_TESTS=1``, as does the calibration check of an
+archived release's file that the default release does not share; ``scripts/release.py`` users
+run them before tagging a release:
 
     MNIST_ZOO_RELEASE_TESTS=1 pytest tests/test_releases.py
 """
@@ -70,6 +71,10 @@ CALIBRATED = [(t, n) for t, n in RELEASES if "calibration" in config_of(t, n)]
 def test_calibration_figures_are_what_the_card_says(
     tag: str, name: str, test_set: mnist_zoo.MNIST
 ) -> None:
+    if not SLOW and PRETRAINED[name][tag].sha256 != PRETRAINED[name][DEFAULT_RELEASE].sha256:
+        # A frozen archive, pinned by its SHA-256: its figures were checked when it was the
+        # default, and MiniVGG's fp32 pass over the test set alone takes half a minute.
+        pytest.skip("an archived release's own file: set MNIST_ZOO_RELEASE_TESTS=1")
     calibration = config_of(tag, name)["calibration"]
     model = published_model(f"{name}@{tag}")
     temperature = calibration["temperature"]

@@ -102,13 +102,14 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 # The registry's pins and the checked-in archive
 
 
-def test_every_model_pins_both_releases_and_v0_2_0_is_the_default() -> None:
-    assert DEFAULT_RELEASE == "v0.2.0"
+def test_every_model_pins_every_release_and_v0_3_0_is_the_default() -> None:
+    assert DEFAULT_RELEASE == "v0.3.0"
     for name in PRETRAINED_MEMBERS:
         entry = registry.get_model_entry(name)
         assert entry.default_release == DEFAULT_RELEASE
         assert entry.pretrained is PRETRAINED[name][DEFAULT_RELEASE]
-        assert dict(entry.releases) == PRETRAINED[name] and set(PRETRAINED[name]) == {V1, "v0.2.0"}
+        assert dict(entry.releases) == PRETRAINED[name]
+        assert set(PRETRAINED[name]) == {V1, "v0.2.0", "v0.3.0"}
         assert entry.release(V1) is PRETRAINED[name][V1] and entry.release("v9.9.9") is None
 
 
@@ -143,8 +144,8 @@ def test_list_pretrained_and_the_cli_show_every_tag_and_the_default(
     assert ["simplecnn", "v0.1.0", "99.53%"] in rows
     assert ["simplecnn", "v0.2.0", "99.60%", "(default)"] in rows
     assert ["minivgg", "v0.1.0", "99.72%"] in rows
-    v2 = PRETRAINED["minivgg"]["v0.2.0"].metrics["test_accuracy"]
-    assert ["minivgg", "v0.2.0", f"{100 * v2:.2f}%", "(default)"] in rows
+    default = PRETRAINED["minivgg"][DEFAULT_RELEASE].metrics["test_accuracy"]
+    assert ["minivgg", DEFAULT_RELEASE, f"{100 * default:.2f}%", "(default)"] in rows
 
 
 def test_register_model_takes_several_pins_and_needs_a_default() -> None:
@@ -217,8 +218,9 @@ def test_an_unpinned_tag_is_refused_with_the_pinned_ones_unless_trusted(
     msg = str(err.value)
     assert "v0.1.0, v0.2.0 (default)" in msg and "trust_unverified=True" in msg
     assert not server.requests  # refused before asking the Hub anything
-    with pytest.raises(hub.UnverifiedWeightsError, match=r"v0\.1\.0, v0\.2\.0 \(default\)"):
-        hub.load_pretrained("minivgg@v0.3.0", **where)
+    pinned = r"v0\.1\.0, v0\.2\.0, v0\.3\.0 \(default\)"
+    with pytest.raises(hub.UnverifiedWeightsError, match=pinned):
+        hub.load_pretrained("minivgg@v0.9.0", **where)
     with caplog.at_level(logging.WARNING, logger="mnist_zoo.hub"):
         model = hub.load_pretrained("simplecnn", revision="main", trust_unverified=True, **where)
     assert "instead of the pinned releases (v0.1.0, v0.2.0)" in caplog.text

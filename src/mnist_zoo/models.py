@@ -315,7 +315,7 @@ class MiniVGG(ZooModel):
 #: tag's files and hub/NAME/ the default's; `python scripts/release.py --write-pins` writes this
 #: block from them. Load a tag with load_pretrained("minivgg", revision="v0.1.0") or
 #: load_pretrained("minivgg@v0.1.0"); DEFAULT_RELEASE is what a load without a tag gets.
-DEFAULT_RELEASE = "v0.2.0"
+DEFAULT_RELEASE = "v0.3.0"
 PRETRAINED = {
     "simplecnn": {
         "v0.1.0": PretrainedWeights(
@@ -332,6 +332,14 @@ PRETRAINED = {
             sha256="1f2d5481c676d0f65987c492124e44263c3ed1ede1bf4f95be08d835ee527754",
             size=1_687_280,
             config_sha256="57cc5081bade597307db984b41741e20930d7695b3b9cadce1cf8cd3282569aa",
+            metrics={"test_accuracy": 0.9963},
+        ),
+        "v0.3.0": PretrainedWeights(
+            repo_id="mnist-zoo/simplecnn",
+            revision="v0.3.0",
+            sha256="1f2d5481c676d0f65987c492124e44263c3ed1ede1bf4f95be08d835ee527754",
+            size=1_687_280,
+            config_sha256="fc03be0cca2336b69a9dd06d0aebe3136d9f7e67f5c6e0e71df3fcb5bd5404fa",
             metrics={"test_accuracy": 0.9963},
         ),
     },
@@ -352,6 +360,14 @@ PRETRAINED = {
             config_sha256="85a7063702f643e9a7bf9f2296fafe9140b197c650f44d7bc266756b666ae42a",
             metrics={"test_accuracy": 0.9967},
         ),
+        "v0.3.0": PretrainedWeights(
+            repo_id="mnist-zoo/deepercnn",
+            revision="v0.3.0",
+            sha256="8b4162979312a0c58100eb024376d8766296a8d762e3f7616a95597eaaf14883",
+            size=3_483_584,
+            config_sha256="cf0b1860d0d35f6d3f803393438c884826f93ff6588dfcfa526c8698e5cd53a3",
+            metrics={"test_accuracy": 0.9962},
+        ),
     },
     "minivgg": {
         "v0.1.0": PretrainedWeights(
@@ -369,6 +385,14 @@ PRETRAINED = {
             size=11_701_584,
             config_sha256="397a3bdf15ca74dc110db85aa34aa8a69b30258e45083fe0811267f27f042c5e",
             metrics={"test_accuracy": 0.9971},
+        ),
+        "v0.3.0": PretrainedWeights(
+            repo_id="mnist-zoo/minivgg",
+            revision="v0.3.0",
+            sha256="15905d050b63a3905a82f164fd45f052866b4c0519bebaa463d8c011a93f0baf",
+            size=11_701_584,
+            config_sha256="59e507535a20e4ce2ad63c9d29d4f8c727d3bec599adbff59af28e77152e14de",
+            metrics={"test_accuracy": 0.9973},
         ),
     },
 }
