@@ -244,13 +244,13 @@ class FastPathCheck:
 
 
 #: The fast path against fp32 on the full MNIST test set, per registered name, with the
-#: published weights (``python benchmarks/inference.py`` measures it again and says when this
-#: table is out of date). A name whose check does not pass takes fp32 under
+#: default release's weights (``python benchmarks/inference.py`` measures it again and says
+#: when this table is out of date). A name whose check does not pass takes fp32 under
 #: ``precision="auto"``; a model the table does not name takes the fast path.
 FAST_PATH_CHECKS: dict[str, FastPathCheck] = {
     "simplecnn": FastPathCheck(labels_changed=0, accuracy_change=0.0),
     "deepercnn": FastPathCheck(labels_changed=0, accuracy_change=0.0),
-    "minivgg": FastPathCheck(labels_changed=0, accuracy_change=0.0),
+    "minivgg": FastPathCheck(labels_changed=1, accuracy_change=-0.01),
     "ensemble": FastPathCheck(labels_changed=0, accuracy_change=0.0),
 }
 
