@@ -422,7 +422,7 @@ class RecordingApi:
 
 def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, tmp_path):
     RecordingApi.calls = []
-    monkeypatch.setattr(hub.remote, "HfApi", RecordingApi)
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)  # push_to_hub imports it late
     with pytest.raises(hub.InvalidHubFolderError, match="not a folder"):
         hub.push_to_hub(tmp_path / "missing", REPO)
     incomplete = Path(shutil.copytree(published.folder_a, tmp_path / "incomplete"))

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from importlib import resources
-from typing import Any
-
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..registry import ModelEntry
 from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 __all__ = ["PROJECT_URL", "TEMPLATE_PATH", "card_markdown", "ensemble_card", "model_card"]
 
@@ -72,8 +73,7 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
         "validation": _validation(metrics, recipe),
         "sha256": config["sha256"],
     }
-    data = _card_data(metrics, tags=_TAGS, model_name=repo_name)
-    return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **fields)
+    return _render(metrics, fields, tags=_TAGS, model_name=repo_name)
 
 
 def ensemble_card(config: Mapping[str, Any]) -> ModelCard:
@@ -114,8 +114,7 @@ def ensemble_card(config: Mapping[str, Any]) -> ModelCard:
         "speed": _count(metrics.get("images_per_s")),
         "measured_with": config.get("measured_with"),
     }
-    data = _card_data(metrics, tags=_ENSEMBLE_TAGS, model_name="ensemble")
-    return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **fields)
+    return _render(metrics, fields, tags=_ENSEMBLE_TAGS, model_name="ensemble")
 
 
 def card_markdown(card: ModelCard) -> str:
@@ -245,8 +244,15 @@ def _validation(metrics: Mapping[str, Any], recipe: Mapping[str, Any]) -> dict[s
     }
 
 
-def _card_data(metrics: Mapping[str, Any], *, tags: list[str], model_name: str) -> ModelCardData:
-    """The YAML front matter; the test accuracy, if known, as the Hub's ``model-index``."""
+def _render(
+    metrics: Mapping[str, Any], fields: Mapping[str, Any], *, tags: list[str], model_name: str
+) -> ModelCard:
+    """The template filled with ``fields``, under YAML front matter whose ``model-index`` holds
+    the test accuracy, if known."""
+    # Imported here: huggingface_hub's card module loads its Hub client, a quarter of a second
+    # that every `mnist-zoo` run would pay while most never write a card.
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
     accuracy = metrics.get("test_accuracy")
     results = None
     if accuracy is not None:
@@ -262,7 +268,7 @@ def _card_data(metrics: Mapping[str, Any], *, tags: list[str], model_name: str) 
                 metric_name="Test accuracy (%)",
             )
         ]
-    return ModelCardData(
+    data = ModelCardData(
         license="mit",
         library_name=LIBRARY_NAME,
         tags=list(tags),
@@ -272,6 +278,7 @@ def _card_data(metrics: Mapping[str, Any], *, tags: list[str], model_name: str) 
         model_name=model_name if results else None,
         eval_results=results,
     )
+    return ModelCard.from_template(data, template_path=str(TEMPLATE_PATH), **fields)
 
 
 def _percent(fraction: float) -> str:

@@ -24,9 +24,11 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from huggingface_hub import CommitInfo, HfApi, hf_hub_download
+# huggingface_hub's download and upload clients (HfApi, hf_hub_download) are imported where
+# they are used: importing them costs a quarter of a second, paid by every `mnist-zoo` run,
+# and most runs load a local folder. Its constants and errors are cheap.
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -45,6 +47,9 @@ from .folder import complete_save
 from .layout import HUB_FILES, ONNX_NAME, SHA256_PATTERN
 from .reading import check_folder, load_folder
 from .verify import read_limited
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
 
 __all__ = [
     "FetchedFile",
@@ -182,6 +187,8 @@ def download(
         HubUnavailableError: The Hub cannot be reached (or offline mode is on) and the file is
             not cached, or the download failed or stalled (see ``HF_HUB_DOWNLOAD_TIMEOUT``).
     """
+    from huggingface_hub import hf_hub_download
+
     what = f"{filename} of {repo_id} at revision {revision!r}"
     try:
         return Path(
@@ -373,6 +380,8 @@ def push_to_hub(
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise InvalidArgumentError(f"Invalid repo_id {repo_id!r}: {err}") from None
+
+    from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint, token=token, **_CLIENT)
     try:
