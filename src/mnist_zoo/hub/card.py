@@ -249,8 +249,8 @@ def _render(
 ) -> ModelCard:
     """The template filled with ``fields``, under YAML front matter whose ``model-index`` holds
     the test accuracy, if known."""
-    # Imported here: huggingface_hub's card module loads its Hub client, a quarter of a second
-    # that every `mnist-zoo` run would pay while most never write a card.
+    # Imported here: huggingface_hub's card module loads its Hub client, about 0.1 s that
+    # every `mnist-zoo` run would pay at start while most never write a card.
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     accuracy = metrics.get("test_accuracy")
