@@ -118,7 +118,9 @@ def _open(browser: webdriver.Chrome, server: DigitServer) -> None:
 
 
 def _wait(browser: webdriver.Chrome, condition: object, timeout: float = 20) -> None:
-    WebDriverWait(browser, timeout).until(condition)
+    # Selenium polls every 0.5 s by default: about a quarter of a second idle per wait, and
+    # the module waits dozens of times.
+    WebDriverWait(browser, timeout, poll_frequency=0.02).until(condition)
 
 
 def _readings(browser: webdriver.Chrome) -> int:
