@@ -9,8 +9,9 @@ is searched one level down). All must have held out the same validation images (
 trains another seed on seed 0's split. Each model is scored once on those 5,000 images and on
 the 15 MNIST-C corruptions of them (seed 0), with its stored temperature.
 
-The rule, fixed before the v0.3 candidates finished training (docs/benchmarks.md, "More seeds
-for v0.3.0, chosen on validation"):
+The rule, fixed before the seed search's candidates finished training (docs/benchmarks.md,
+"More seeds of the v0.2.0 recipe, chosen on validation"), and applied again to choose v0.3.0
+("v0.3.0: the full stroke range for DeeperCNN and MiniVGG"):
 
 1. Per architecture, the candidates whose validation accuracy on no corruption is more than
    one point below the reference (the v0.1 model of that architecture) are *eligible*; the
