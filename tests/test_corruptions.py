@@ -444,3 +444,21 @@ def test_evaluate_corruptions_rejects_bad_arguments(
         evaluate_corruptions(model, images / 255.0, labels, ["fog"])
     with pytest.raises(InvalidArgumentError, match="temperature"):
         evaluate_corruptions(model, images, labels, ["fog"], temperature=0.0)
+    with pytest.raises(InvalidArgumentError, match="clean_logits of shape"):
+        evaluate_corruptions(model, images, labels, ["fog"], clean_logits=torch.zeros(N - 1, 10))
+
+
+def test_evaluate_corruptions_takes_clean_logits_already_computed(
+    model: NearestMean, test_set: tuple[np.ndarray, np.ndarray]
+) -> None:
+    images, labels = test_set
+    plain = evaluate_corruptions(model, images, labels, ["fog"], temperature=2.0)
+    logits = batched_logits(model, torch.from_numpy(images).unsqueeze(1))
+    given = evaluate_corruptions(
+        model, images, labels, ["fog"], temperature=2.0, clean_logits=logits
+    )
+    assert given == plain
+    # The clean figures are the given logits', not a second pass's.
+    wrong = evaluate_corruptions(model, images, labels, ["fog"], clean_logits=-logits)
+    assert wrong.clean_accuracy < plain.clean_accuracy
+    assert wrong.corruption_accuracy == plain.corruption_accuracy

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import read_only_folder
 
 import mnist_zoo
@@ -17,6 +18,7 @@ from mnist_zoo.errors import (
     OutputFolderError,
     TrainingError,
 )
+from mnist_zoo.inference import batched
 from mnist_zoo.pipeline import TrainingRun, run_metrics, train_and_save
 
 #: A smoke run: 2,500 training images after a 500-image validation split, one epoch. Every run
@@ -81,6 +83,35 @@ def test_resuming_a_finished_run_gives_the_same_weights(
     )
     assert len(again.history) == 1  # nothing more to train
     assert json.loads((run.out / "config.json").read_text())["sha256"] == before["sha256"]
+
+
+def test_the_test_images_go_through_the_model_once(
+    run: TrainingRun, mnist_small_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The accuracy, the calibration figures and the suite's clean column share one pass.
+    test = mnist_zoo.MNIST(mnist_small_root, split="test").images[:200]
+    passes = []
+    logits_in_batches = batched._logits_in_batches
+
+    def counted(model, images, *args, **kwargs):  # type: ignore[no-untyped-def]
+        passes.append(images.shape == test.shape and torch.equal(images.cpu(), test))
+        return logits_in_batches(model, images, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "_logits_in_batches", counted)
+    shutil.copytree(run.out / "checkpoints", tmp_path / "checkpoints")
+    again = train_and_save(
+        "simplecnn", data=mnist_small_root, out=tmp_path / "out", resume=True, test_limit=200,
+        checkpoint_dir=tmp_path / "checkpoints", **{**SMALL, "suite": True},
+    )  # fmt: skip
+    assert passes.count(True) == 1
+    assert len(passes) > 15  # the validation split and the 15 corrupted sets
+    suite = again.metrics["robustness"]
+    assert suite["clean_accuracy"] == again.result.accuracy
+    assert again.calibration is not None
+    test_figures = again.calibration["test"]
+    assert test_figures["num_images"] == 200
+    assert test_figures["nll_before"] == pytest.approx(again.result.loss)
+    assert suite["nll_scaled"] == pytest.approx(test_figures["nll_after"])
 
 
 @pytest.mark.parametrize(
