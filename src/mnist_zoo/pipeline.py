@@ -215,21 +215,18 @@ def train_and_save(
     fitted = train if limit is None else (train.images[:limit], train.targets[:limit])
     history = trainer.fit(fitted)
     wall = time.perf_counter() - start
-    # The test set is scored once, after training: nothing above looked at it.
+    # The test set is scored once, after training (nothing above looked at it), in one fp32
+    # pass that the result, the calibration figures and the suite's clean column all use: for
+    # MiniVGG on a CPU each pass is half a minute.
     images, labels = test.images[:test_limit], test.targets[:test_limit]
-    # One fp32 pass over the test images serves the result, the calibration figures and the
-    # suite's clean column: for MiniVGG on a CPU each pass is half a minute.
     logits = batched_logits(trainer.model, images, device=trainer.device).cpu()
     result = result_from_logits(logits, labels)
     metrics = run_metrics(result, history)
     if trainer.recipe_changes:
         metrics["recipe_changes"] = trainer.recipe_changes
-    model = trainer.model.cpu()
-    calibration = None
+    model, calibration, scored = trainer.model.cpu(), None, (images, labels, logits)
     if trainer.is_main_process:
-        calibration = _calibrate_and_suite(
-            model, trainer, fitted, (images, labels), logits, metrics, suite
-        )
+        calibration = _calibrate_and_suite(model, trainer, fitted, scored, metrics, suite)
         _save(model, trainer, entry, out, metrics, calibration)
     return TrainingRun(
         entry.name, model, history, result, metrics, trainer.resolved_config, out, wall,
@@ -241,24 +238,24 @@ def _calibrate_and_suite(
     model: nn.Module,
     trainer: Trainer,
     fitted: Any,
-    test: tuple[torch.Tensor, torch.Tensor],
-    test_logits: torch.Tensor,
+    test: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     metrics: dict[str, Any],
     suite: bool,
 ) -> dict[str, Any] | None:
     """The calibration section, fitted on the Trainer's own split; the suite into ``metrics``.
 
-    ``test_logits`` are the model's fp32 logits on the ``test`` images, already computed.
+    ``test`` is the test images, their labels and the model's fp32 logits on them.
     """
+    images, labels, logits = test
     config = trainer.resolved_config
     # split_validation depends on the data, val_size and its seed only: the Trainer's very split.
     split_seed = config.validation_seed
     _, val = split_validation(fitted, None, val_size=config.val_size, seed=split_seed)
-    calibration = calibrate(model, val, *test, seed=split_seed, test_logits=test_logits)
+    calibration = calibrate(model, val, images, labels, seed=split_seed, test_logits=logits)
     if suite:
         temperature = calibration["temperature"] if calibration else None
         scored = evaluate_corruptions(
-            model, *test, temperature=temperature, clean_logits=test_logits
+            model, images, labels, temperature=temperature, clean_logits=logits
         )
         metrics["robustness"] = scored.to_dict()
     return calibration
