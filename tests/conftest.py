@@ -12,11 +12,11 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from mnist_zoo.data import MNIST, SPLITS, candidate_names, find_mnist_file, write_idx
+# torch, numpy and mnist_zoo are imported where they are used: the pytest-xdist controller
+# loads this file too, and it starts the workers only after loading it (torch alone takes
+# 1.5 s to import, and the controller never needs it).
 
 TEST_DATA_ENV_VAR = "MNIST_ZOO_TEST_DATA"
 _KINDS = ("images", "labels")
@@ -27,6 +27,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # cores. The variables reach the subprocesses that tests start (CLI, examples, torchrun).
     for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[_variable] = "1"
+    import torch
+
     torch.set_num_threads(1)
 
 #: The pytest-xdist group of every test in a module that uses tests/published_logits.py.
@@ -74,16 +76,22 @@ def _add_xdist_group_to_nodeid(item: pytest.Item) -> None:
 
 
 def _original_name(split: str, kind: str) -> str:
+    from mnist_zoo.data import candidate_names
+
     return candidate_names(split, kind)[0]
 
 
 def _kaggle_name(split: str, kind: str) -> str:
+    from mnist_zoo.data import candidate_names
+
     return candidate_names(split, kind)[1]
 
 
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     """The folder holding the real MNIST files (any naming, plain or gzip)."""
+    from mnist_zoo.data import SPLITS, find_mnist_file
+
     from_env = os.environ.get(TEST_DATA_ENV_VAR)
     beside_checkout = Path(__file__).resolve().parents[1].parent / "shared/data/mnist"
     root = Path(from_env) if from_env else beside_checkout
@@ -104,6 +112,8 @@ def mnist_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_contents(mnist_root: Path) -> dict[str, bytes]:
     """The decompressed content of each real file, keyed by its original (plain) name."""
+    from mnist_zoo.data import SPLITS, find_mnist_file
+
     contents = {}
     for split in SPLITS:
         for kind in _KINDS:
@@ -117,6 +127,8 @@ def mnist_contents(mnist_root: Path) -> dict[str, bytes]:
 def _write_copies(
     root: Path, contents: dict[str, bytes], rename: Callable[[str, str], str], compress: bool
 ) -> Path:
+    from mnist_zoo.data import SPLITS
+
     root.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         for kind in _KINDS:
@@ -133,6 +145,8 @@ def mnist_gzip_root(
     mnist_root: Path, mnist_contents: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """Real MNIST as the original distribution: ``train-images-idx3-ubyte.gz``, ..."""
+    from mnist_zoo.data import SPLITS
+
     if all(
         (mnist_root / f"{_original_name(split, kind)}.gz").is_file()
         for split in SPLITS
@@ -172,6 +186,10 @@ def mnist_small_root(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory)
     For command-line and example runs that read a folder: they load and score 2,000 test
     images instead of 10,000 where their point does not need the whole test split.
     """
+    import numpy as np
+
+    from mnist_zoo.data import MNIST, write_idx
+
     target = tmp_path_factory.mktemp("mnist-small")
     for split, size in (("train", SMALL_TRAIN), ("test", SMALL_TEST)):
         dataset = MNIST(mnist_root, split=split)
@@ -187,6 +205,8 @@ def mnist_small_root(mnist_root: Path, tmp_path_factory: pytest.TempPathFactory)
 def one_thread() -> Iterator[None]:
     """Run a module on one thread: small models gain nothing from more, and when another process
     keeps the cores busy, torch's spinning worker threads make training 20x slower."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
