@@ -19,7 +19,7 @@ from mnist_zoo.errors import (
     TrainingError,
 )
 from mnist_zoo.inference import batched
-from mnist_zoo.pipeline import TrainingRun, run_metrics, train_and_save
+from mnist_zoo.pipeline import TrainingRun, calibrate, run_metrics, train_and_save
 
 #: A smoke run: 2,500 training images after a 500-image validation split, one epoch. Every run
 #: here reads ``mnist_small_root`` (the first 6,000 training and 2,000 test images of MNIST),
@@ -112,6 +112,16 @@ def test_the_test_images_go_through_the_model_once(
     assert test_figures["num_images"] == 200
     assert test_figures["nll_before"] == pytest.approx(again.result.loss)
     assert suite["nll_scaled"] == pytest.approx(test_figures["nll_after"])
+
+
+def test_calibrate_refuses_test_logits_that_are_not_one_row_per_label(
+    run: TrainingRun, mnist_small_root: Path
+) -> None:
+    test = mnist_zoo.MNIST(mnist_small_root, split="test")
+    images, labels = test.images[:100], test.targets[:100]
+    val = (test.images[100:300], test.targets[100:300])
+    with pytest.raises(InvalidArgumentError, match=r"test_logits of shape \(99, 10\) for 100"):
+        calibrate(run.model, val, images, labels, seed=0, test_logits=torch.zeros(99, 10))
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from .inference.tta import TTAModel
 __all__ = [
     "EvaluationResult",
     "autocast_context",
+    "check_logits",
     "confusion_matrix",
     "evaluate_model",
     "most_confused",
@@ -223,6 +224,28 @@ def evaluate_model(
     return result_from_logits(logits, targets, tta=tta)
 
 
+def check_logits(logits: torch.Tensor, rows: int, name: str = "logits") -> torch.Tensor:
+    """``logits`` on the CPU, once it is known to hold one row of class scores per image.
+
+    Args:
+        logits: Logits computed elsewhere, expected (rows, C).
+        rows: How many images they must be of.
+        name: The argument's name, for the message.
+
+    Returns:
+        ``logits``, detached, on the CPU.
+
+    Raises:
+        InvalidArgumentError: ``logits`` is not 2-D with ``rows`` rows.
+    """
+    if logits.ndim != 2 or len(logits) != rows:
+        raise InvalidArgumentError(
+            f"{name} of shape {tuple(logits.shape)} for {rows} images: expected ({rows}, C), "
+            "one row of class scores per image."
+        )
+    return logits.detach().cpu()
+
+
 def result_from_logits(
     logits: torch.Tensor, targets: torch.Tensor, *, tta: bool = False
 ) -> EvaluationResult:
@@ -239,11 +262,8 @@ def result_from_logits(
     Raises:
         InvalidArgumentError: ``logits`` is not (N, C) for the N targets.
     """
-    logits, targets = logits.cpu(), targets.cpu().long()
-    if logits.ndim != 2 or len(logits) != len(targets):
-        raise InvalidArgumentError(
-            f"logits of shape {tuple(logits.shape)} for {len(targets)} targets: expected (N, C)."
-        )
+    targets = targets.cpu().long()
+    logits = check_logits(logits, len(targets))
     num_classes = logits.shape[1]
     predictions = logits.argmax(1)
     confusion = confusion_matrix(targets, predictions, num_classes)

@@ -34,7 +34,7 @@ from .calibration import (
     negative_log_likelihood,
 )
 from .errors import InvalidArgumentError
-from .evaluation import EvaluationResult, result_from_logits
+from .evaluation import EvaluationResult, check_logits, result_from_logits
 from .inference.batched import batched_logits
 from .robustness import evaluate_corruptions
 from .training import History, TrainConfig, Trainer
@@ -334,13 +334,8 @@ def calibrate(
     if test_logits is None:
         images = test_images.unsqueeze(1) if test_images.ndim == 3 else test_images
         logits = batched_logits(model, images).cpu()
-    elif test_logits.ndim != 2 or len(test_logits) != len(test_labels):
-        raise InvalidArgumentError(
-            f"test_logits of shape {tuple(test_logits.shape)} for {len(test_labels)} test "
-            "labels: pass the model's (N, classes) logits on test_images, or None."
-        )
     else:
-        logits = test_logits.cpu()
+        logits = check_logits(test_logits, len(test_labels), "test_logits")
     scaled = apply_temperature(logits, temperature)
     return {
         "temperature": temperature,

@@ -34,6 +34,7 @@ from ..calibration import (
     negative_log_likelihood,
 )
 from ..errors import InvalidArgumentError
+from ..evaluation import check_logits
 from ..inference.batched import batched_logits
 from ..inference.tta import TTAModel
 from .corruptions import CORRUPTIONS, Corruption
@@ -305,13 +306,8 @@ def evaluate_corruptions(
 
     if clean_logits is None:
         clean = logits_of(batch)
-    elif clean_logits.ndim != 2 or len(clean_logits) != len(batch):
-        raise InvalidArgumentError(
-            f"clean_logits of shape {tuple(clean_logits.shape)} for {len(batch)} images: pass "
-            "the model's (N, classes) logits on the images, or None."
-        )
     else:
-        clean = clean_logits.detach().float().cpu()
+        clean = check_logits(clean_logits, len(batch), "clean_logits").float()
     scaled: dict[str, float | None] = {"nll_scaled": None, "ece_scaled": None}
     if temperature is not None:
         logits_t = apply_temperature(clean, temperature)
