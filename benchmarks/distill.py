@@ -76,7 +76,7 @@ def teacher_log_probs(teacher: list[str], train: TensorData, cache: Path) -> tor
     """The teacher's log-probabilities of the clean training images, computed once."""
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
-        if saved["teacher"] == teacher and saved["targets"].equal(train.targets):
+        if saved.get("teacher") == teacher and saved["targets"].equal(train.targets):
             return saved["log_probs"]
     start = time.perf_counter()
     members = [mnist_zoo.load_pretrained(member) for member in teacher]
@@ -171,7 +171,7 @@ def _resume(path: Path, parts: dict) -> int:
     """Load the last epoch's state into ``parts``; return the epoch to start from."""
     if not path.is_file():
         return 0
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=True)
     for key, part in parts.items():
         part.load_state_dict(saved[key])
     print(f"resumed {path} after epoch {saved['epoch']}", flush=True)
