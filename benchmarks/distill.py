@@ -43,7 +43,7 @@ from mnist_zoo.training import TrainConfig
 from mnist_zoo.training.augment import compose
 from mnist_zoo.training.batches import TensorBatches, TensorData, in_memory, split_validation
 from mnist_zoo.training.ema import ModelEMA
-from mnist_zoo.training.optim import make_optimizer, make_scheduler
+from mnist_zoo.training.optim import PER_BATCH_SCHEDULERS, make_optimizer, make_scheduler
 from mnist_zoo.training.recipes import registered_recipe
 
 #: The release whose recipe the student trains with.
@@ -64,6 +64,22 @@ def distill_loss(
         reduction="batchmean", log_target=True,
     )  # fmt: skip
     return (1 - alpha) * hard + alpha * tau**2 * soft
+
+
+def student_config(name: str, seed: int = 0, *, quick: bool = False) -> tuple[TrainConfig, dict]:
+    """The model's v0.3.0 recipe for ``seed``, and its builder kwargs.
+
+    Split seed 0 for every seed: the validation images every v0.3.0 member held out, so the
+    teacher never saw the images the student is scored on.
+
+    Raises:
+        SystemExit: The recipe's schedule is not stepped per batch, as this loop steps it.
+    """
+    recipe, kwargs = registered_recipe(get_model_entry(name), RELEASE)
+    if recipe.scheduler not in PER_BATCH_SCHEDULERS:
+        raise SystemExit(f"{name}'s {RELEASE} recipe schedules {recipe.scheduler} per epoch")
+    epochs = 1 if quick else recipe.epochs
+    return dataclasses.replace(recipe, seed=seed, split_seed=0, epochs=epochs), kwargs
 
 
 def split(data: str | None, config: TrainConfig) -> tuple[TensorData, TensorData]:
@@ -93,12 +109,7 @@ def teacher_log_probs(teacher: list[str], train: TensorData, cache: Path) -> tor
 
 def train_student(name: str, seed: int, args: argparse.Namespace) -> dict[str, object]:
     """Train one student; return its validation figures."""
-    recipe, kwargs = registered_recipe(get_model_entry(name), RELEASE)
-    # Split seed 0: the validation images every v0.3.0 member held out, so the teacher never
-    # saw the images the student is scored on.
-    config = dataclasses.replace(
-        recipe, seed=seed, split_seed=0, epochs=1 if args.quick else recipe.epochs
-    )
+    config, kwargs = student_config(name, seed, quick=args.quick)
     tag = f"{name}-a{args.alpha:g}-t{args.tau:g}-s{seed}-e{config.epochs}"
     run_dir = args.out / tag
     if (run_dir / "result.json").is_file():
@@ -120,13 +131,11 @@ def train_student(name: str, seed: int, args: argparse.Namespace) -> dict[str, o
     scheduler = make_scheduler(optimizer, config, batches.steps_per_epoch)
     ema = ModelEMA(model, config.ema_decay)
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "ema": ema}
-    if config.scheduler != "onecycle":
-        raise SystemExit(f"{name}'s {RELEASE} recipe schedules {config.scheduler}, not OneCycle")
     run_dir.mkdir(parents=True, exist_ok=True)
     start = _resume(run_dir / "last.pt", parts)
     for epoch in range(start, config.epochs):
         began = time.perf_counter()
-        loss = _epoch(model, batches, epoch, train.targets, teacher, parts, config, args)
+        loss = _epoch(model, batches, epoch, train.targets, teacher, parts, precision, config, args)
         with atomic_writer(run_dir / "last.pt") as f:
             torch.save({"epoch": epoch + 1, **{k: v.state_dict() for k, v in parts.items()}}, f)
         print(f"{tag} epoch {epoch + 1}/{config.epochs}: loss {loss:.4f} "
@@ -143,12 +152,12 @@ def train_student(name: str, seed: int, args: argparse.Namespace) -> dict[str, o
 
 def _epoch(
     model: nn.Module, batches: TensorBatches, epoch: int, targets: torch.Tensor,
-    teacher: torch.Tensor, parts: dict, config: TrainConfig, args: argparse.Namespace,
+    teacher: torch.Tensor, parts: dict, precision: str, config: TrainConfig,
+    args: argparse.Namespace,
 ) -> float:  # fmt: skip
     """One epoch towards labels and teacher; returns the mean loss."""
     model.train()
     total, seen = 0.0, 0
-    precision = select_precision(config.precision, CPU)
     for x, rows in batches.epoch(epoch):
         with autocast_context(CPU, precision):
             logits = model(x)
@@ -197,8 +206,7 @@ def main() -> None:
     p.add_argument("--teacher-only", action="store_true", help="cache the teacher's labels, stop")
     args = p.parse_args()
     if args.teacher_only:
-        recipe, _ = registered_recipe(get_model_entry(args.model), RELEASE)
-        train, _ = split(args.data, dataclasses.replace(recipe, split_seed=0))
+        train, _ = split(args.data, student_config(args.model)[0])
         teacher_log_probs(args.teacher, train, args.out / "teacher-log-probs.pt")
         return
     for seed in args.seeds:
