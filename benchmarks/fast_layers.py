@@ -1,4 +1,4 @@
-"""Training-step speed of the models' layers against the study's plain ones, in the same run.
+"""Training and inference speed of the models' layers against the study's plain ones, in one run.
 
     python benchmarks/fast_layers.py            # about two minutes on 2 CPU cores
     python benchmarks/fast_layers.py --quick    # under a minute
@@ -9,8 +9,14 @@ checks that a copy with plain ``nn.Sequential``/``nn.Flatten`` layers (``with_pl
 gives bitwise the same logits and gradients, then times a training step (batch 128: forward,
 backward and AdamW) for both, in alternating rounds, keeping each side's best round. It times
 the step as the Trainer runs it here (bf16 autocast, channels-last) and as the study's loop
-does (fp32, default layout). It prints images/s and the speed-up per model and exits
-with status 1 if any output or gradient differs.
+does (fp32, default layout). It prints images/s and the speed-up per model.
+
+``MaxPool2d`` pools by elementwise maxima where no gradient is recorded, so the script also
+times the exact fp32 inference path (``batched_logits``, 1,000 images in the default layout)
+for both versions, after checking that their logits are bitwise the same.
+
+Exits with status 1 if any output or gradient differs, or if the package's layers make exact
+inference slower than ``--min-inference-speedup`` (1.05x) times the plain ones for any model.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 import mnist_zoo
+from mnist_zoo.inference.batched import batched_logits
 from mnist_zoo.models import with_plain_layers
 
 BATCH = 128
@@ -70,17 +77,38 @@ def rate(step: Callable[[], None], steps: int) -> float:
     return steps * BATCH / (time.perf_counter() - start)
 
 
+def inference_speeds(name: str, rounds: int) -> tuple[bool, float, float]:
+    """Whether exact fp32 inference gives bitwise the same logits, and each side's images/s.
+
+    A freshly initialised model and its plain copy run ``batched_logits`` over the same
+    1,000 images in eval mode, in alternating rounds; each side keeps its best round.
+    """
+    torch.manual_seed(0)
+    model = mnist_zoo.create_model(name).eval()
+    x = torch.rand(1000, 1, 28, 28)
+    models = {"plain": with_plain_layers(model), "package": model}
+    logits = {side: batched_logits(m, x) for side, m in models.items()}  # also the warm-up
+    rates = {"plain": 0.0, "package": 0.0}
+    for _ in range(rounds):
+        for side, m in models.items():
+            start = time.perf_counter()
+            batched_logits(m, x)
+            rates[side] = max(rates[side], len(x) / (time.perf_counter() - start))
+    return torch.equal(logits["plain"], logits["package"]), rates["plain"], rates["package"]
+
+
 def main() -> int:
     """Check, time and print; the exit status says whether the results were identical."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer steps and rounds")
     p.add_argument("--models", nargs="+", default=mnist_zoo.list_models())
+    p.add_argument("--min-inference-speedup", type=float, default=1.05)
     args = p.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'model':<11}{'step':<12}{'identical':>10}{'plain img/s':>13}{'package img/s':>15}"
           f"{'speed-up':>10}")  # fmt: skip
-    identical = True
+    identical = fast_enough = True
     for name in args.models:
         heavy = name == "minivgg"
         steps, rounds = (2, 2) if heavy else (10, 3)
@@ -107,7 +135,14 @@ def main() -> int:
             print(f"{name:<11}{setting:<12}{'yes' if same else 'NO':>10}{rates['plain']:>13.0f}"
                   f"{rates['package']:>15.0f}{rates['package'] / rates['plain']:>9.2f}x",
                   flush=True)  # fmt: skip
-    return 0 if identical else 1
+        same, plain_rate, package_rate = inference_speeds(name, rounds)
+        identical &= same
+        fast_enough &= package_rate >= args.min_inference_speedup * plain_rate
+        print(f"{name:<11}{'fp32 infer':<12}{'yes' if same else 'NO':>10}{plain_rate:>13.0f}"
+              f"{package_rate:>15.0f}{package_rate / plain_rate:>9.2f}x", flush=True)  # fmt: skip
+    if not fast_enough:
+        print(f"FAIL: exact inference below {args.min_inference_speedup}x", file=sys.stderr)
+    return 0 if identical and fast_enough else 1
 
 
 if __name__ == "__main__":

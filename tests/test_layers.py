@@ -7,7 +7,7 @@ only type checkers run.
 
 The layers, bottom to top; a module may import from its own layer and the ones below::
 
-    errors, atomic, devices < data < registry, heads, models < ensemble, inference
+    errors, atomic, devices < data < registry, heads, fast_layers, models < ensemble, inference
     < evaluation, calibration, robustness < training < hub < pipeline, metrics
     < mnist_zoo (the package's facade) < cli, serve, __main__
 """
@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "registry": 2,
     "models": 2,
     "heads": 2,  # ZooModel, the base class of the models
+    "fast_layers": 2,  # the models' faster drop-in layers
     "ensemble": 3,
     "inference": 3,
     "evaluation": 4,

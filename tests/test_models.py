@@ -153,7 +153,66 @@ def test_with_plain_layers_swaps_only_the_fast_layers() -> None:
     assert type(plain.features) is torch.nn.Sequential
     assert type(plain.classifier[0]) is torch.nn.Flatten
     assert type(model.features) is mnist_zoo.models.Features  # the original is left alone
-    assert [type(m) for m in plain.features] == [type(m) for m in model.features]
+    fast = {mnist_zoo.models.MaxPool2d: torch.nn.MaxPool2d}
+    assert [type(m) for m in plain.features] == [fast.get(type(m), type(m)) for m in model.features]
+    assert mnist_zoo.models.MaxPool2d in {type(m) for m in model.features}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fast_layers_give_bitwise_the_plain_models_logits_at_inference(name: str) -> None:
+    # Without autograd MaxPool2d takes elementwise maxima instead of PyTorch's kernel.
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    plain = mnist_zoo.models.with_plain_layers(model)
+    x = torch.rand(40, 1, 28, 28)
+    with torch.inference_mode():
+        assert torch.equal(model(x), plain(x))
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(x), plain.forward_features(x))
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 28, 28), (2, 3, 7, 7), (3, 5, 5), (1, 1, 2, 2), (4, 2, 3, 2)]
+)
+def test_max_pool_by_maxima_is_the_kernel_to_the_bit(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(shape)
+    flat = x.view(-1)
+    flat[::7], flat[::11], flat[::13] = float("nan"), float("inf"), -float("inf")
+    flat[::5] = 0.0  # ties
+    pool, kernel = mnist_zoo.models.MaxPool2d(2, 2), torch.nn.MaxPool2d(2, 2)
+    with torch.no_grad():
+        assert pool._by_maxima(x)
+        assert torch.equal(pool(x).nan_to_num(), kernel(x).nan_to_num())
+        assert torch.equal(pool(x).isnan(), kernel(x).isnan())
+
+
+def test_max_pool_keeps_the_kernel_where_it_could_differ_or_is_fast() -> None:
+    pool = mnist_zoo.models.MaxPool2d(2, 2)
+    x = torch.zeros(1, 2, 4, 4)  # every window a tie
+    leaf = x.clone().requires_grad_()
+    assert not pool._by_maxima(leaf)  # a gradient is recorded
+    pool(leaf).sum().backward()
+    kernel_leaf = x.clone().requires_grad_()
+    torch.nn.MaxPool2d(2, 2)(kernel_leaf).sum().backward()
+    assert torch.equal(leaf.grad, kernel_leaf.grad)  # one position per window, not a quarter
+    with torch.no_grad():
+        assert not pool._by_maxima(x.contiguous(memory_format=torch.channels_last))
+        with pytest.raises(RuntimeError):  # too small for a window: the kernel's own error
+            pool(torch.zeros(1, 2, 4, 1))
+    for other in (
+        torch.nn.MaxPool2d(3),
+        torch.nn.MaxPool2d(2, 1),
+        torch.nn.MaxPool2d(2, padding=1),
+        torch.nn.MaxPool2d(2, ceil_mode=True),
+        torch.nn.MaxPool2d(2, return_indices=True),
+    ):
+        settings = {
+            k: getattr(other, k)
+            for k in ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
+        }
+        with torch.no_grad():
+            assert not mnist_zoo.models.MaxPool2d(**settings)._by_maxima(x)
 
 
 def test_features_keeps_a_pool_that_returns_indices_after_its_relu() -> None:

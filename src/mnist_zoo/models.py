@@ -9,13 +9,12 @@ output and on a user's own array alike. All 3x3 convolutions use padding 1; ever
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from .data import MNIST_MEAN, MNIST_STD
 from .errors import ImageError
+from .fast_layers import Features, Flatten, MaxPool2d, with_plain_layers
 from .heads import ZooModel, check_num_classes
 from .registry import PretrainedWeights, register_model
 
@@ -25,6 +24,7 @@ __all__ = [
     "DeeperCNN",
     "Features",
     "Flatten",
+    "MaxPool2d",
     "MiniVGG",
     "SimpleCNN",
     "Standardize",
@@ -81,104 +81,12 @@ class Standardize(nn.Module):
         return f"mean={self.mean}, std={self.std}"
 
 
-class Features(nn.Sequential):
-    """The convolutional layers, in the study's order; a ReLU followed by a max-pool runs after it.
-
-    Max-pooling and ReLU commute exactly: ``max(relu(a)) == relu(max(a))``, and the backward
-    passes agree too (the gradient reaches the same single position of each window, or is 0 in
-    both). Pooling first runs the ReLU, forward and backward, on a quarter of the values. With
-    :class:`Flatten`, this makes SimpleCNN's bf16 channels-last training step 1.17x faster on a
-    2-core CPU (``benchmarks/fast_layers.py``). The modules, their order when printed and the
-    state dict are those of a plain ``nn.Sequential``.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the layers in order, swapping each ReLU -> MaxPool2d pair (same result).
-
-        Args:
-            x: The input of the first layer.
-
-        Returns:
-            The output of the last layer.
-        """
-        layers = list(self)
-        i = 0
-        while i < len(layers):
-            if (
-                i + 1 < len(layers)
-                and type(layers[i]) is nn.ReLU
-                and type(layers[i + 1]) is nn.MaxPool2d
-                and not layers[i + 1].return_indices
-            ):
-                x = layers[i](layers[i + 1](x))
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
-        return x
-
-
-class Flatten(nn.Flatten):
-    """``nn.Flatten`` whose gradient goes back in the memory format its input came in.
-
-    Flattening a channels-last feature map copies it to (N, C*H*W) in channel-major order, and
-    the gradient of that copy comes back channel-major too. The max-pool's backward then
-    converts its saved channels-last input and the gradient to one layout, twice the traffic
-    of converting the small gradient once here.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Flatten as ``nn.Flatten`` does; when training channels-last, return grads in kind.
-
-        Args:
-            x: The tensor to flatten.
-
-        Returns:
-            ``x`` flattened from ``start_dim`` to ``end_dim``.
-        """
-        if (
-            x.requires_grad
-            and x.ndim == 4
-            and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)
-        ):
-            x.register_hook(_to_channels_last)
-        return super().forward(x)
-
-
-def _to_channels_last(grad: torch.Tensor) -> torch.Tensor:
-    return grad.contiguous(memory_format=torch.channels_last)
-
-
-def with_plain_layers(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` built from plain ``nn.Sequential`` and ``nn.Flatten``, as the study's.
-
-    The weights, state-dict keys, outputs and gradients are the same; only the speed-ups of
-    :class:`Features` and :class:`Flatten` are gone. The tests and
-    ``benchmarks/fast_layers.py`` compare the two.
-
-    Args:
-        model: Any module; it is not changed.
-
-    Returns:
-        A deep copy with every :class:`Features` and :class:`Flatten` replaced.
-    """
-    plain = copy.deepcopy(model)
-    for child in list(plain.modules()):
-        for attr, sub in list(child.named_children()):
-            if isinstance(sub, Features):
-                setattr(child, attr, nn.Sequential(*sub))
-            elif isinstance(sub, Flatten):
-                setattr(child, attr, nn.Flatten(sub.start_dim, sub.end_dim))
-    return plain
-
-
 def _conv(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
 
 
-def _pool() -> nn.MaxPool2d:
-    return nn.MaxPool2d(kernel_size=2, stride=2)
+def _pool() -> MaxPool2d:
+    return MaxPool2d(kernel_size=2, stride=2)
 
 
 class SimpleCNN(ZooModel):
