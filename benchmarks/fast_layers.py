@@ -15,6 +15,10 @@ does (fp32, default layout). It prints images/s and the speed-up per model.
 times the exact fp32 inference path (``batched_logits``, 1,000 images in the default layout)
 for both versions, after checking that their logits are bitwise the same.
 
+With ``--published DATA`` (an MNIST folder) it first compares the exact logits of every
+published weight file of the checkout (``hub/**/model.safetensors``) on the full test set with
+those of its plain copy: several minutes, most of them MiniVGG's.
+
 Exits with status 1 if any output or gradient differs, or if the package's layers make exact
 inference slower than ``--min-inference-speedup`` (1.05x) times the plain ones for any model.
 """
@@ -25,6 +29,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -97,13 +102,34 @@ def inference_speeds(name: str, rounds: int) -> tuple[bool, float, float]:
     return torch.equal(logits["plain"], logits["package"]), rates["plain"], rates["package"]
 
 
+def published_files_identical(data: str) -> bool:
+    """Whether every published weight file gives its plain copy's exact logits, bit for bit."""
+    hub = Path(__file__).resolve().parents[1] / "hub"
+    images = mnist_zoo.MNIST(data, split="test").images
+    identical = True
+    for folder in sorted({path.parent for path in hub.rglob("model.safetensors")}):
+        model = mnist_zoo.load_pretrained(folder).eval()
+        same = torch.equal(
+            batched_logits(model, images), batched_logits(with_plain_layers(model), images)
+        )
+        identical &= same
+        print(f"{folder.relative_to(hub)}: {len(images):,} test images, logits "
+              f"{'identical' if same else 'DIFFER'}", flush=True)  # fmt: skip
+    return identical
+
+
 def main() -> int:
     """Check, time and print; the exit status says whether the results were identical."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer steps and rounds")
     p.add_argument("--models", nargs="+", default=mnist_zoo.list_models())
     p.add_argument("--min-inference-speedup", type=float, default=1.05)
+    p.add_argument(
+        "--published", metavar="DATA", help="also check hub/'s weights on DATA's test set"
+    )
     args = p.parse_args()
+    if args.published and not published_files_identical(args.published):
+        return 1
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'model':<11}{'step':<12}{'identical':>10}{'plain img/s':>13}{'package img/s':>15}"
