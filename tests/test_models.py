@@ -230,7 +230,12 @@ def test_models_export_with_the_fast_layers(name: str) -> None:
     model = create_model(name).eval()
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(torch.export.export(model, (x,)).module()(x), model(x))
+        program = torch.export.export(model, (x,))
+        assert torch.equal(program.module()(x), model(x))
+    # The graph holds one max-pool per MaxPool2d, not the elementwise maxima of inference.
+    pools = [n for n in program.graph.nodes if "max_pool2d" in str(n.target)]
+    assert len(pools) == sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
+    assert not [n for n in program.graph.nodes if "maximum" in str(n.target)]
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -22,6 +22,9 @@ from torch import nn
 
 __all__ = ["Features", "Flatten", "MaxPool2d", "with_plain_layers"]
 
+# torch.compiler.is_compiling arrived in torch 2.3; before it, tracing takes the maxima too.
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+
 
 class Features(nn.Sequential):
     """The convolutional layers, in the study's order; a ReLU followed by a max-pool runs after it.
@@ -138,7 +141,7 @@ class MaxPool2d(nn.MaxPool2d):
             and not self.ceil_mode
             and not self.return_indices
             and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
+            and not _is_compiling()
         )
 
 
