@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -467,6 +468,27 @@ def test_unknown_models_are_refused_by_name() -> None:
         DigitReader.load(["no-such-model"])
     with pytest.raises(InvalidArgumentError, match="own name"):
         DigitReader([("a", _Fixed(_sure_of(1, 0.9))), ("a", _Fixed(_sure_of(1, 0.9)))])
+
+
+def test_closing_ends_open_connections_and_waits_for_their_threads(
+    reader: DigitReader, tmp_path: Path
+) -> None:
+    # A tab left open holds a keep-alive connection and its (daemon) thread. Closing must end
+    # both at once: a daemon thread still running when Python exits may free the models'
+    # tensors mid-shutdown, which aborts the process ("terminate called without an active
+    # exception", seen as `python -m mnist_zoo.serve` exiting with -6 after Ctrl-C).
+    srv = _start(reader, DigitCollector(tmp_path / "digits"))
+    before = set(threading.enumerate())
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_port, timeout=30)
+    conn.request("GET", "/api/info")
+    assert conn.getresponse().read()  # the connection stays open, its thread waiting
+    (handler,) = set(threading.enumerate()) - before
+    start = time.perf_counter()
+    srv.shutdown()
+    srv.server_close()
+    assert time.perf_counter() - start < srv.close_timeout
+    assert not handler.is_alive()
+    conn.close()
 
 
 def test_python_m_mnist_zoo_serve_prints_its_address_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -18,10 +18,12 @@ failed request never stops the server.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import Collection
 from http import HTTPStatus
@@ -81,7 +83,8 @@ class DigitServer(ThreadingHTTPServer):
         OSError: The address cannot be listened on (in use, not an address of this machine).
     """
 
-    daemon_threads = True  # a tab left open must not keep Ctrl-C from ending the server
+    #: Seconds :meth:`server_close` waits for each connection's thread after ending it.
+    close_timeout = 10.0
 
     def __init__(
         self,
@@ -97,6 +100,9 @@ class DigitServer(ThreadingHTTPServer):
         self.collector = collector
         self.max_upload_bytes = max_upload_bytes
         self.log_requests = log_requests
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._handler_threads: list[threading.Thread] = []
         self.assets = {
             path: (resources.files(__package__).joinpath("static", name).read_bytes(), ctype)
             for path, (name, ctype) in ASSETS.items()
@@ -104,6 +110,52 @@ class DigitServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Answer a connection in a daemon thread that :meth:`server_close` can end and join.
+
+        Args:
+            request: The connection's socket.
+            client_address: The client's address.
+        """
+        thread = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), daemon=True
+        )
+        with self._lock:
+            self._handler_threads = [t for t in self._handler_threads if t.is_alive()]
+            self._handler_threads.append(thread)
+            self._connections.add(request)
+        thread.start()
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close a connection whose thread is done with it.
+
+        Args:
+            request: The connection's socket.
+        """
+        with self._lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening, end every open connection and wait for its thread to finish.
+
+        The threads are daemons, and a tab left open keeps its connection (and thread) waiting
+        for the next request, so without this Ctrl-C would leave them running while Python
+        shuts down. A thread that then drops the last reference to the server frees the
+        models' tensors in PyTorch's C++ code, and Python ending that thread mid-call aborts
+        the process ("terminate called without an active exception"). Shutting the sockets
+        down wakes each waiting thread at once; a thread in the middle of a prediction
+        finishes it first.
+        """
+        super().server_close()
+        with self._lock:
+            connections, threads = list(self._connections), list(self._handler_threads)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by its own thread
+                connection.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(self.close_timeout)
 
     def server_bind(self) -> None:
         """Bind the socket, skipping ``HTTPServer``'s reverse DNS lookup of the host name."""
