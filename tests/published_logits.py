@@ -55,6 +55,6 @@ def fp32_logits(name: str, root: Path) -> torch.Tensor:
     key = (_weights_sha256(folder_of(name)), root)
     if key not in _LOGITS:
         images = mnist_test_set(root).images
-        # Batches of 32: the exact path's fastest size on this CPU (benchmarks/cpu_batches.py).
+        # Batches of 32, below CPU_MAX_BATCH: each runs whole, its activations in the caches.
         _LOGITS[key] = batched_logits(published_model(name), images, batch_size=32)
     return _LOGITS[key]
