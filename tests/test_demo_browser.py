@@ -24,13 +24,12 @@ from mnist_zoo.serve import DigitCollector, DigitReader, DigitServer, make_serve
 webdriver = pytest.importorskip(
     "selenium.webdriver", reason="selenium is not installed: pip install -e '.[dev]'"
 )
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.actions import interaction  # noqa: E402
 from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
 from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HUB_MODELS = [REPO / "hub" / name for name in ("simplecnn", "deepercnn", "minivgg")]
@@ -111,16 +110,43 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
 
 def _open(browser: webdriver.Chrome, server: DigitServer) -> None:
     browser.get(server.url)
+    _wait(browser, ("body", "data-state", "==", "empty"))
+
+
+#: Resolves once every check holds: the page's own MutationObserver watches for it, so waiting
+#: costs no WebDriver round trips (polling them kept the browser and its driver busy).
+_WAIT_SCRIPT = """
+const [checks, done] = [arguments[0], arguments[arguments.length - 1]];
+const holds = () => checks.every(([selector, attribute, op, value]) => {
+  const element = document.querySelector(selector);
+  const seen = element && element.getAttribute(attribute);
+  return seen !== null && (op === ">" ? Number(seen) > value : seen === String(value));
+});
+if (holds()) { done(true); return; }
+const observer = new MutationObserver(() => {
+  if (holds()) { observer.disconnect(); done(true); }
+});
+observer.observe(document.documentElement, {attributes: true, childList: true, subtree: true});
+"""
+
+
+def _wait(browser: webdriver.Chrome, *checks: tuple[str, str, str, object]) -> None:
+    """Wait until, for each ``(selector, attribute, op, value)``, the first element matching
+    ``selector`` has ``attribute`` equal to (``"=="``) or, as a number, above (``">"``) value."""
+    browser.set_script_timeout(20)
+    try:
+        browser.execute_async_script(_WAIT_SCRIPT, [list(check) for check in checks])
+    except TimeoutException:
+        pytest.fail(f"the page did not reach {checks} within 20 s")
+
+
+def _wait_for_reading(browser: webdriver.Chrome, readings_before: int) -> None:
+    """Wait for the page to show a reading newer than the ``readings_before``-th."""
     _wait(
         browser,
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "empty",
+        ("body", "data-readings", ">", readings_before),
+        ("body", "data-state", "==", "ready"),
     )
-
-
-def _wait(browser: webdriver.Chrome, condition: object, timeout: float = 20) -> None:
-    # Selenium polls every 0.5 s by default: about a quarter of a second idle per wait, and
-    # the module waits dozens of times.
-    WebDriverWait(browser, timeout, poll_frequency=0.02).until(condition)
 
 
 def _readings(browser: webdriver.Chrome) -> int:
@@ -147,30 +173,28 @@ def _draw(browser: webdriver.Chrome, strokes: list[list[tuple[float, float]]], k
                 actions.pointer_action.move_to(canvas, *at(x0 + t * (x1 - x0), y0 + t * (y1 - y0)))
         actions.pointer_action.pointer_up()
         actions.perform()
-        _wait(browser, lambda d, n=before: _readings(d) > n and _state(d) == "ready")
+        _wait_for_reading(browser, before)
 
 
-def _state(browser: webdriver.Chrome) -> str:
-    return browser.find_element(By.TAG_NAME, "body").get_attribute("data-state")
+#: Each model row as the page shows it, read in one script (not one WebDriver call per bar).
+_SHOWN_SCRIPT = """
+return Array.from(document.querySelectorAll("#models .model"), (row) => {
+  const bars = Array.from(row.querySelectorAll(".bar"));
+  return {
+    name: row.dataset.name,
+    label: Number(row.dataset.label),
+    probs: bars.map((bar) => Number(bar.dataset.prob)),
+    digit: row.querySelector(".model-pick strong").innerText,
+    percent: row.querySelector(".model-pick .prob").innerText,
+    best: bars.filter((bar) => bar.classList.contains("best")).map((bar) => bar.dataset.digit),
+  };
+});
+"""
 
 
 def _shown(browser: webdriver.Chrome) -> dict[str, dict]:
     """Each model row as the page shows it: the digit, the bars' probabilities, the text."""
-    rows = {}
-    for row in browser.find_elements(By.CSS_SELECTOR, "#models .model"):
-        bars = row.find_elements(By.CSS_SELECTOR, ".bar")
-        rows[row.get_attribute("data-name")] = {
-            "label": int(row.get_attribute("data-label")),
-            "probs": [float(b.get_attribute("data-prob")) for b in bars],
-            "digit": row.find_element(By.CSS_SELECTOR, ".model-pick strong").text,
-            "percent": row.find_element(By.CSS_SELECTOR, ".model-pick .prob").text,
-            "best": [b.get_attribute("data-digit") for b in bars if "best" in _classes(b)],
-        }
-    return rows
-
-
-def _classes(element: WebElement) -> list[str]:
-    return (element.get_attribute("class") or "").split()
+    return {row.pop("name"): row for row in browser.execute_script(_SHOWN_SCRIPT)}
 
 
 def _check_answer(browser: webdriver.Chrome, digit: int) -> dict[str, dict]:
@@ -222,7 +246,7 @@ def test_drawing_a_one_and_a_seven(browser: webdriver.Chrome, docs_server: Digit
     assert seen.max() == 255 and (seen > 0).mean() < 0.3  # a white stroke on black
 
     browser.find_element(By.ID, "clear").click()
-    _wait(browser, lambda d: _state(d) == "empty")
+    _wait(browser, ("body", "data-state", "==", "empty"))
     assert _seen_pixels(browser).max() == 0
     _draw(browser, SEVEN, interaction.POINTER_PEN)
     _check_answer(browser, 7)
@@ -243,7 +267,7 @@ def test_undo_takes_back_the_last_stroke(browser: webdriver.Chrome, server: Digi
     # ... and undo brings back exactly the 1's input.
     before = _readings(browser)
     browser.find_element(By.ID, "undo").click()
-    _wait(browser, lambda d: _readings(d) > before and _state(d) == "ready")
+    _wait_for_reading(browser, before)
     np.testing.assert_array_equal(_seen_pixels(browser), one)
 
 
@@ -252,7 +276,7 @@ def test_uploading_a_photo(browser: webdriver.Chrome, server: DigitServer) -> No
     photo = REPO / "examples" / "images" / "four.png"
     before = _readings(browser)
     browser.find_element(By.ID, "file").send_keys(str(photo))
-    _wait(browser, lambda d: _readings(d) > before and _state(d) == "ready")
+    _wait_for_reading(browser, before)
     _check_answer(browser, 4)
     # The page shows what the library computes for the same file.
     expected = mnist_zoo.preprocess(mnist_zoo.load_image(photo))
@@ -274,7 +298,7 @@ def test_dropping_a_photo_on_the_pad(browser: webdriver.Chrome, server: DigitSer
         "pad.dispatchEvent(new DragEvent('drop', {bubbles: true, dataTransfer: data}));",
         base64.b64encode((REPO / "examples" / "images" / "two.png").read_bytes()).decode(),
     )
-    _wait(browser, lambda d: _readings(d) > before and _state(d) == "ready")
+    _wait_for_reading(browser, before)
     _check_answer(browser, 2)
 
 
@@ -288,8 +312,8 @@ def test_this_was_a_seven_saves_the_idx_pair(
     assert not collector.labels_path.exists()  # nothing is written before the click
     button = browser.find_element(By.CSS_SELECTOR, "#labels [aria-label='This was a 7']")
     button.click()
+    _wait(browser, ("#collect-status", "data-count", "==", 1))
     status = browser.find_element(By.ID, "collect-status")
-    _wait(browser, lambda d: status.get_attribute("data-count") == "1")
     assert "Saved as a 7" in status.text
 
     images = mnist_zoo.read_idx(collector.images_path)

@@ -1,24 +1,33 @@
 """The scripts in examples/ run as their docstrings show, in their quick forms.
 
-Each runs in a subprocess with ``MNIST_ZOO_DATA`` pointing at the real data (skipped without
-it) and writes into a temporary folder. No pretrained weights are published yet and the Hub is
-never contacted: the scripts that load weights get a local Hub-layout folder of a freshly
-initialised SimpleCNN, so these tests check that the scripts work, not what the models know.
+Each runs as ``__main__`` with its own command line, ``MNIST_ZOO_DATA`` pointing at the real data
+(skipped without it) and a temporary working folder. Most run in the test's own interpreter
+(:func:`run_example`), which spares each one the start-up of a fresh one; the two checks that
+are about a fresh interpreter start one: the quickstart offline with an empty cache (the Hub
+client reads its settings at import) and the plot examples without matplotlib. The Hub is never
+contacted: the scripts that load weights get a local Hub-layout folder, a freshly initialised
+SimpleCNN or the checkout's published one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
+import random
 import re
+import runpy
 import shlex
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -34,7 +43,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def run_example(
     script: str, *args: str | Path, mnist_root: Path, cwd: Path, expect: int = 0, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python examples/SCRIPT ARGS`` and check its exit status.
+    """Run ``python examples/SCRIPT ARGS`` in this interpreter and check its exit status.
+
+    The script runs as ``__main__`` through :func:`runpy.run_path`, with its own ``sys.argv``,
+    environment and working directory, as ``python`` would run it. A fresh interpreter would
+    add only its start-up: importing torch, and torch._dynamo when the script builds an
+    optimizer, some seconds per script on a small CPU. What the script changes in the process
+    (the random generators, torch's thread count, open figures) is put back afterwards.
 
     Args:
         script: File name in examples/.
@@ -45,18 +60,52 @@ def run_example(
         **env: Extra environment variables.
 
     Returns:
-        The finished process, with its output as text.
+        The finished run: its exit status and what it wrote to standard output and error.
     """
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *map(str, args)],
-        cwd=cwd,
-        env={**os.environ, "MNIST_ZOO_DATA": str(mnist_root), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    argv = [str(EXAMPLES / script), *map(str, args)]
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as mp,
+        _process_state_restored(),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        mp.chdir(cwd)
+        mp.setattr(sys, "argv", argv)
+        for name, value in {"MNIST_ZOO_DATA": str(mnist_root), **env}.items():
+            mp.setenv(name, value)
+        try:
+            runpy.run_path(argv[0], run_name="__main__")
+            code = 0
+        except SystemExit as exit:
+            code = _exit_status(exit.code, err)
+    proc = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     assert proc.returncode == expect, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def _exit_status(code: object, err: io.StringIO) -> int:
+    """The status ``python`` exits with for ``sys.exit(code)`` (a message is printed, then 1)."""
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=err)
+    return 1
+
+
+@contextlib.contextmanager
+def _process_state_restored() -> Iterator[None]:
+    """Put back the random generators, torch's thread count and matplotlib's figures."""
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        torch.set_num_threads(threads)
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
 
 
 def assert_png(path: Path) -> None:
@@ -91,10 +140,13 @@ def test_quickstart_explains_when_weights_cannot_be_loaded(
     mnist_root: Path, tmp_path: Path
 ) -> None:
     # Offline with an empty cache: fails at once whether or not minivgg's weights are pinned.
-    proc = run_example(
-        "quickstart.py", mnist_root=mnist_root, cwd=tmp_path, expect=1,
-        HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
+    # A fresh interpreter, as the Hub client reads HF_HUB_OFFLINE and HF_HOME when imported.
+    env = {"MNIST_ZOO_DATA": str(mnist_root), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py")],
+        cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Cannot load 'minivgg'" in proc.stderr
     assert "examples/train.py" in proc.stderr
     assert "Traceback" not in proc.stderr
