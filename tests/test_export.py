@@ -246,12 +246,16 @@ def test_a_file_that_does_not_reproduce_the_model_is_refused(
     assert OnnxModel(target).metadata["tolerance"] == "not checked"
 
 
-def test_a_files_temperature_is_checked_and_applied(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def simplecnn_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded SimpleCNN's checked export, for the tests that only read a file (not modify it)."""
+    return export(seeded("simplecnn").eval(), tmp_path_factory.mktemp("simplecnn") / "model.onnx")
+
+
+def test_a_files_temperature_is_checked_and_applied(simplecnn_onnx: Path) -> None:
     import onnx
 
-    model = seeded("simplecnn").eval()
-    target = tmp_path / "model.onnx"
-    export(model, target)
+    target = simplecnn_onnx
     plain = OnnxModel(target)
     assert plain.temperature is None and "temperature" not in plain.metadata
     images = check_images()
@@ -272,12 +276,11 @@ def test_a_files_temperature_is_checked_and_applied(tmp_path: Path) -> None:
 
 
 def test_onnx_runtime_takes_its_threads_from_omp_num_threads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    simplecnn_onnx: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = export(seeded("simplecnn"), tmp_path / "model.onnx", check=False)
-
     def threads(**kwargs: int) -> int:
-        return OnnxModel(target, **kwargs).session.get_session_options().intra_op_num_threads
+        options = OnnxModel(simplecnn_onnx, **kwargs).session.get_session_options()
+        return options.intra_op_num_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads() == 1
@@ -341,10 +344,10 @@ def test_a_missing_extra_names_it(
 # --- model.onnx in Hub folders and repos ---------------------------------------------------------
 
 
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    """A copy of hub/simplecnn with its model.onnx written and recorded."""
-    copy = tmp_path / "simplecnn"
+@pytest.fixture(scope="module")
+def onnx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of hub/simplecnn with its model.onnx written and recorded (do not modify it)."""
+    copy = tmp_path_factory.mktemp("onnx-folder") / "simplecnn"
     copy.mkdir()
     for name in ("config.json", "model.safetensors", "README.md"):
         shutil.copy(HUB / "simplecnn" / name, copy / name)
@@ -356,6 +359,12 @@ def folder(tmp_path: Path) -> Path:
     assert after.pop(ONNX_SHA256_KEY) == hashlib.sha256((copy / ONNX_NAME).read_bytes()).hexdigest()
     assert after == before and (copy / "model.safetensors").read_bytes() == weights
     return copy
+
+
+@pytest.fixture
+def folder(onnx_folder: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`onnx_folder` this test may change."""
+    return Path(shutil.copytree(onnx_folder, tmp_path / "simplecnn"))
 
 
 def test_a_folders_onnx_file_loads_verified(folder: Path) -> None:
