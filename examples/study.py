@@ -31,8 +31,8 @@ calibration before and after temperature scaling; also written to ``robustness.j
 histories are at hand, training curves and validation accuracy against training time.
 
 ``--quick`` trains each model on the first 1,000 training images for one epoch (or, with
-``--pretrained``, only loads them) and evaluates on the first 500 test images (the corruption
-suite on the first 50): a check that everything runs, not a result. It writes its checkpoints
+``--pretrained``, only loads them) and evaluates on the first 200 test images (the corruption
+suite on the first 20): a check that everything runs, not a result. It writes its checkpoints
 to ``runs/study-quick/`` and its report to ``report/quick/``, so a smoke run never replaces a
 real run's. Needs matplotlib (``pip install "mnist-zoo[plot]"``); without it the script says
 so in one line and exits with status 1.
@@ -68,9 +68,9 @@ from mnist_zoo.training import History
 STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
 #: ``--quick`` sizes: enough images for a few batches, few enough to take seconds.
 QUICK_TRAIN_IMAGES = 1_000
-QUICK_TEST_IMAGES = 500
+QUICK_TEST_IMAGES = 200
 #: ``--quick``'s corruption suite: 16 passes over these images per model.
-QUICK_SUITE_IMAGES = 50
+QUICK_SUITE_IMAGES = 20
 #: Misclassified digits drawn per model; the most confident mistakes come first.
 MAX_SHOWN_ERRORS = 48
 #: "Converged" for the report: validation accuracy within this many points of its best.
