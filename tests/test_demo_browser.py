@@ -36,6 +36,8 @@ HUB_MODELS = [REPO / "hub" / name for name in ("simplecnn", "deepercnn", "minivg
 SCREENSHOT = REPO / "docs" / "img" / "serve.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+#: How long a test waits for the page to reach a state.
+WAIT_SECONDS = 20
 
 pytestmark = [
     pytest.mark.slow,
@@ -104,6 +106,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chro
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(30)
+    driver.set_script_timeout(WAIT_SECONDS)  # how long _wait waits
     yield driver
     driver.quit()
 
@@ -133,11 +136,10 @@ observer.observe(document.documentElement, {attributes: true, childList: true, s
 def _wait(browser: webdriver.Chrome, *checks: tuple[str, str, str, object]) -> None:
     """Wait until, for each ``(selector, attribute, op, value)``, the first element matching
     ``selector`` has ``attribute`` equal to (``"=="``) or, as a number, above (``">"``) value."""
-    browser.set_script_timeout(20)
     try:
         browser.execute_async_script(_WAIT_SCRIPT, [list(check) for check in checks])
     except TimeoutException:
-        pytest.fail(f"the page did not reach {checks} within 20 s")
+        pytest.fail(f"the page did not reach {checks} within {WAIT_SECONDS} s")
 
 
 def _wait_for_reading(browser: webdriver.Chrome, readings_before: int) -> None:

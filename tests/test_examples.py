@@ -141,7 +141,8 @@ def test_quickstart_explains_when_weights_cannot_be_loaded(
 ) -> None:
     # Offline with an empty cache: fails at once whether or not minivgg's weights are pinned.
     # A fresh interpreter, as the Hub client reads HF_HUB_OFFLINE and HF_HOME when imported.
-    env = {"MNIST_ZOO_DATA": str(mnist_root), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    env = {"MNIST_ZOO_DATA": str(mnist_root), "HF_HUB_OFFLINE": "1"}
+    env["HF_HOME"] = str(tmp_path / "hf")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / "quickstart.py")],
         cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True, timeout=300,

@@ -286,8 +286,8 @@ def test_resume_after_crash_equals_uninterrupted_run(
 class _EpochLog(Callback):
     """Records the (0-based) epochs a run trains."""
 
-    def __init__(self, epochs: list[int]) -> None:
-        self.epochs = epochs
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append(epoch)
@@ -323,13 +323,13 @@ def test_resume_after_sigkill_in_a_real_process(
     assert (tmp_path / "a" / "last.pt").exists() and "not killed" not in killed.stdout
     # The resume and the uninterrupted run, here: only the kill needs a process of its own.
     seed_everything(0)
-    epochs_run: list[int] = []
+    log = _EpochLog()
     resumed = Trainer(
         mnist_zoo.create_model("simplecnn"), checkpoint_dir=tmp_path / "a", resume=True,
-        callbacks=[_EpochLog(epochs_run)], **settings,
+        callbacks=[log], **settings,
     )  # fmt: skip
     history = resumed.fit(torch.load(data))
-    assert epochs_run == [1]  # the second epoch only: the first came from the checkpoint
+    assert log.epochs == [1]  # the second epoch only: the first came from the checkpoint
     seed_everything(0)
     plain = Trainer(mnist_zoo.create_model("simplecnn"), checkpoint_dir=tmp_path / "b", **settings)
     assert _strip_timing(history) == _strip_timing(plain.fit(torch.load(data)))
