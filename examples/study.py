@@ -7,7 +7,7 @@ Run from the repository root, with MNIST in the folder ``DIR`` (the four IDX fil
     python examples/study.py --data DIR --pretrained       # the published (pinned) weights
     python examples/study.py --data DIR --pretrained --hub-dir hub/   # local folders hub/NAME/
     python examples/study.py --data DIR --pretrained --hub-dir hub/ --histories runs/
-    python examples/study.py --data DIR --quick            # smoke run: 1,000 images, 1 epoch
+    python examples/study.py --data DIR --quick            # smoke run: 500 images, 1 epoch
 
 Without ``--data`` MNIST is read from ``$MNIST_ZOO_DATA`` (``export MNIST_ZOO_DATA=DIR``).
 
@@ -30,7 +30,7 @@ the corruption suite (accuracy on the 15 MNIST-C corruptions of the test set, th
 calibration before and after temperature scaling; also written to ``robustness.json``), and, when
 histories are at hand, training curves and validation accuracy against training time.
 
-``--quick`` trains each model on the first 1,000 training images for one epoch (or, with
+``--quick`` trains each model on the first 500 training images for one epoch (or, with
 ``--pretrained``, only loads them) and evaluates on the first 200 test images (the corruption
 suite on the first 20): a check that everything runs, not a result. It writes its checkpoints
 to ``runs/study-quick/`` and its report to ``report/quick/``, so a smoke run never replaces a
@@ -67,7 +67,7 @@ from mnist_zoo.training import History
 #: The study's three models and their published test accuracies.
 STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
 #: ``--quick`` sizes: enough images for a few batches, few enough to take seconds.
-QUICK_TRAIN_IMAGES = 1_000
+QUICK_TRAIN_IMAGES = 500
 QUICK_TEST_IMAGES = 200
 #: ``--quick``'s corruption suite: 16 passes over these images per model.
 QUICK_SUITE_IMAGES = 20
@@ -169,7 +169,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--runs", type=Path, help="checkpoints and trained weights (default: runs/study)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    parser.add_argument("--quick", action="store_true", help="smoke run on 1,000 images")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run on {QUICK_TRAIN_IMAGES:,} images"
+    )
     args = parser.parse_args(argv)
     if (args.hub_dir is not None or args.histories is not None) and not args.pretrained:
         parser.error("--hub-dir and --histories go with --pretrained")
@@ -798,9 +800,9 @@ def report_markdown(
     lines = ["# The study, reproduced with mnist_zoo", ""]
     if args.quick:
         lines += [
-            "> **Quick mode**: models trained on 1,000 images for one epoch (or loaded), scored "
-            f"on the first {n:,} test images. A check that the pipeline runs; the numbers below "
-            "say nothing about the models.",
+            f"> **Quick mode**: models trained on {QUICK_TRAIN_IMAGES:,} images for one epoch "
+            f"(or loaded), scored on the first {n:,} test images. A check that the pipeline runs; "
+            "the numbers below say nothing about the models.",
             "",
         ]
     lines += [
