@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_zoo import errors
+from mnist_zoo import cli, errors
 from mnist_zoo.data import (
     MIRRORS,
     MNIST,
@@ -279,6 +279,21 @@ def test_mnist_download_true_end_to_end(
     assert len(dataset) == 10_000
     assert torch.bincount(dataset.targets, minlength=10)[5].item() == 892
     assert sorted(path.name for path in root.iterdir()) == sorted(GZ_NAMES)
+
+
+def test_check_data_download_fetches_the_files_then_checks_them(
+    tmp_path: Path,
+    url: str,
+    local_md5s: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(download_module, "MIRRORS", (f"{url}/missing/", f"{url}/files/"))
+    monkeypatch.setattr(download_module, "MNIST_MD5S", local_md5s)
+    monkeypatch.setenv("MNIST_ZOO_DATA", str(tmp_path / "data"))  # the folder, not given
+    assert cli.main(["check-data", "--download"]) == 0
+    assert "All 8 checks passed." in capsys.readouterr().out
+    assert sorted(path.name for path in (tmp_path / "data").iterdir()) == sorted(GZ_NAMES)
 
 
 def test_download_error_is_a_connection_error() -> None:

@@ -67,9 +67,19 @@ def _accuracy_of(pin: Any) -> str:
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from .data import check_mnist
+    from .data import SPLITS, check_mnist, default_root, download_mnist, find_mnist_file
 
-    report = check_mnist(args.root)
+    root = default_root() if args.root is None else Path(args.root).expanduser()
+    if args.download:
+        download_mnist(root)
+    files = [(split, kind) for split in SPLITS for kind in ("images", "labels")]
+    if missing := [f"{s} {k}" for s, k in files if find_mnist_file(root, s, k) is None]:
+        # Nothing to check: one line in this command's terms, not a table of checks not run.
+        raise MNISTNotFoundError(
+            f"MNIST {', '.join(missing)} not found in {root}; pass the folder with the four "
+            "MNIST IDX files (mnist-zoo check-data DIR), set $MNIST_ZOO_DATA, or add --download."
+        )
+    report = check_mnist(root)
     print(report.format())
     return 0 if report.passed else 1
 
@@ -362,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="run the study's data checks on an MNIST folder")
     p.add_argument("root", nargs="?", default=None, help=data_help)
+    p.add_argument("--download", action="store_true", help=download_help)
     p.set_defaults(func=_cmd_check_data)
 
     _add_train_parser(sub, data_help, download_help)
