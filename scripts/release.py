@@ -48,6 +48,7 @@ import mnist_zoo
 from mnist_zoo.atomic import atomic_write
 from mnist_zoo.ensemble import PRETRAINED_MEMBERS, ensemble_members
 from mnist_zoo.hub import LIBRARY_NAME, save_pretrained, sha256_file, write_card
+from mnist_zoo.pipeline import HUB_OWNER
 
 MODELS_PY = Path(__file__).resolve().parents[1] / "src" / "mnist_zoo" / "models.py"
 
@@ -189,6 +190,11 @@ def pins(hub_dir: Path, metrics: dict[str, float] | None = None) -> str:
         for tag in release_tags(hub_dir):
             folder = hub_dir / tag / name
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            if not config.get("repo_id"):
+                raise SystemExit(
+                    f"{folder} names no Hub repo: score it first with python scripts/release.py "
+                    f"--tag {tag}, which records the project's repo, then pin it."
+                )
             accuracy = config["metrics"]["test_accuracy"]
             if tag == default:
                 accuracy = (metrics or {}).get(name, accuracy)
@@ -297,11 +303,13 @@ def main() -> int:
         folder = args.hub_dir / name
         model = mnist_zoo.load_pretrained(folder)
         # Re-write card and config with this version's template; the weights' bytes stay the same.
+        # A freshly trained folder names no repo yet: releasing it makes it the project's.
         config = json.loads((folder / "config.json").read_text())
         before = sha256_file(folder / "model.safetensors")
         save_pretrained(
             model, folder, name=name, model_kwargs=config["model_kwargs"],
-            recipe=config["recipe"], metrics=config["metrics"], repo_id=config["repo_id"],
+            recipe=config["recipe"], metrics=config["metrics"],
+            repo_id=config.get("repo_id") or f"{HUB_OWNER}/{name}",
             calibration=config.get("calibration"),
         )  # fmt: skip
         assert sha256_file(folder / "model.safetensors") == before

@@ -448,6 +448,32 @@ def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, t
 # The model card template, and what save_pretrained reads from a model or a trainer
 
 TEMPLATE = hub.card.TEMPLATE_PATH
+CHECKOUT_HUB = Path(__file__).resolve().parents[1] / "hub"
+
+
+def _snippet_and_repo(folder: Path) -> tuple[str, str | None]:
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    line = next(ln for ln in card.splitlines() if ln.startswith("model = mnist_zoo.load_"))
+    return line, json.loads((folder / "config.json").read_text())["repo_id"]
+
+
+def test_the_cards_snippet_loads_the_weights_the_card_describes(tmp_path):
+    # A run's own weights: not the project's repo, whose name would load other weights.
+    model = mnist_zoo.create_model("simplecnn")
+    line, repo = _snippet_and_repo(hub.save_pretrained(model, tmp_path / "own"))
+    assert repo is None and 'load_pretrained("path/to/this/folder")' in line
+    assert '"hf-hub:OWNER/NAME" once it is pushed there' in line
+    line, repo = _snippet_and_repo(hub.save_pretrained(model, tmp_path / "b", repo_id="me/b"))
+    assert repo == "me/b" and line.endswith('load_pretrained("hf-hub:me/b")')
+    # A release's own file, saved again: its repo, loaded by name (and tag, if not the default).
+    for folder, name in [
+        (CHECKOUT_HUB / "simplecnn", "simplecnn"),
+        (CHECKOUT_HUB / "v0.1.0" / "simplecnn", "simplecnn@v0.1.0"),
+    ]:
+        again = hub.save_pretrained(hub.load_pretrained(folder), tmp_path / name)
+        assert hub.sha256_file(again / WEIGHTS) == hub.sha256_file(folder / WEIGHTS)
+        line, repo = _snippet_and_repo(again)
+        assert repo == "mnist-zoo/simplecnn" and line.endswith(f'load_pretrained("{name}")')
 
 
 def test_card_is_rendered_from_the_shipped_template(published, tmp_path, monkeypatch):

@@ -50,7 +50,8 @@ __all__ = [
     "train_and_save",
 ]
 
-#: The Hub account that publishes this project's weights.
+#: The Hub account that publishes this project's weights (``scripts/release.py`` gives each
+#: release folder its repo, ``HUB_OWNER/NAME``).
 HUB_OWNER = "mnist-zoo"
 
 
@@ -368,7 +369,8 @@ def _save(
         model_kwargs=trainer.model_kwargs,
         recipe=trainer.resolved_config,
         metrics=metrics,
-        repo_id=entry.pretrained.repo_id if entry.pretrained else f"{HUB_OWNER}/{entry.name}",
+        # No repo_id: a run that reproduces a release's file gets the project's repo, any other
+        # names none, so its card does not load the project's weights in its place.
         calibration=calibration,
     )
 

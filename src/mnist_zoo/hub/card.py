@@ -58,15 +58,14 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
     metrics = dict(config.get("metrics") or {})
     recipe = dict(config.get("recipe") or {})
     repo_name = (config.get("repo_id") or entry.name).split("/")[-1]
-    # A folder meant for a Hub repo is loaded by name once published; otherwise by path.
-    by_name = entry.pretrained is not None or bool(config.get("repo_id"))
+    load_name, load_comment = _load_line(config, entry)
     kwargs = config.get("model_kwargs") or {}
     fields = {
         **_common_fields(config, metrics, title=repo_name),
         "description": entry.description,
         "name": entry.name,
-        "load_name": entry.name if by_name else f"hub/{entry.name}",
-        "load_comment": "" if by_name else "  # a local copy of this repo",
+        "load_name": load_name,
+        "load_comment": load_comment,
         "architecture": f"{entry.name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})",
         "num_parameters": f"{num_parameters:,}",
         "recipe_rows": recipe_rows(recipe),
@@ -74,6 +73,22 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
         "sha256": config["sha256"],
     }
     return _render(metrics, fields, tags=_TAGS, model_name=repo_name)
+
+
+def _load_line(config: Mapping[str, Any], entry: ModelEntry) -> tuple[str, str]:
+    """What the card's snippet passes to ``load_pretrained``, and a comment to follow it."""
+    repo_id = config.get("repo_id")
+    # The default release first: a later release may ship an earlier one's file unchanged.
+    tags = sorted(entry.releases, key=lambda tag: tag != entry.default_release)
+    for tag in tags:
+        pin = entry.releases[tag]
+        # A release's own file loads by its registry name; any other weights must not, or the
+        # snippet would load the project's weights instead of the ones this card describes.
+        if pin.sha256 == config["sha256"] and repo_id in (None, pin.repo_id):
+            return (entry.name if tag == entry.default_release else f"{entry.name}@{tag}"), ""
+    if repo_id:
+        return f"hf-hub:{repo_id}", ""
+    return "path/to/this/folder", '  # or "hf-hub:OWNER/NAME" once it is pushed there'
 
 
 def ensemble_card(config: Mapping[str, Any]) -> ModelCard:

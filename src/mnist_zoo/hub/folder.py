@@ -82,7 +82,10 @@ def save_pretrained(
             returns: ``test_accuracy`` (required if metrics are given), optionally
             ``per_class_accuracy`` (10 values), ``confused_pairs`` ([true, pred, count], ...),
             ``num_test_images``, ``val_accuracy``, ``epochs_trained``, ``train_time_s``.
-        repo_id: The Hub repo the folder is meant for; defaults to the registry's pin.
+        repo_id: The Hub repo the folder is meant for, ``"owner/name"``: the card's snippet
+            loads it as ``"hf-hub:owner/name"``. Default: the registry's repo when the weights
+            are a published release's file (the card then loads them by name), else none (the
+            card loads the folder by path).
         calibration: The temperature fitted on validation data and what it did, as
             :func:`~mnist_zoo.pipeline.train_and_save` records it: ``temperature`` (required,
             positive), ``fitted_on`` and ``test``; written as ``config.json``'s
@@ -110,17 +113,18 @@ def save_pretrained(
         recipe = trainer_recipe
     recipe = default_recipe(entry) if recipe is None else recipe_as_dict(recipe)
     metrics = _checked_metrics(metrics)
-    if repo_id is None and entry.pretrained is not None:
-        repo_id = entry.pretrained.repo_id
-
     weights = _weights_bytes(model, entry, model_kwargs)
+    sha256 = hashlib.sha256(weights).hexdigest()
+    if repo_id is None:
+        # Only a release's own file belongs in the project's repo; a user's run belongs in none.
+        repo_id = next((p.repo_id for p in entry.releases.values() if p.sha256 == sha256), None)
     config = {
         "architecture": entry.name,
         "model_kwargs": model_kwargs,
         "num_classes": getattr(model, "num_classes", None),
         "recipe": recipe,
         "metrics": metrics,
-        "sha256": hashlib.sha256(weights).hexdigest(),
+        "sha256": sha256,
         "library_name": LIBRARY_NAME,
         "library_version": __version__,
         "repo_id": repo_id,
