@@ -314,7 +314,9 @@ def test_a_model_the_exporter_cannot_trace_is_refused(tmp_path: Path) -> None:
     assert_no_leftovers(tmp_path)
 
 
-def test_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
+def test_bad_arguments_are_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = seeded("simplecnn")
     with pytest.raises(InvalidArgumentError, match="Unknown export format"):
         export(model, tmp_path / "m.tflite", "tflite")
@@ -322,6 +324,15 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
         export(model, tmp_path / "m.onnx", opset="17")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="check_images"):
         export(model, tmp_path / "m.onnx", check_images=torch.rand(4, 28, 28))
+    # A file named for one format is never written in the other; a missing folder is named.
+    with pytest.raises(InvalidArgumentError, match=r"m\.onnx has the \.onnx extension.*m\.pt2"):
+        export(model, tmp_path / "m.onnx", "pt2")
+    with pytest.raises(FileNotFoundError, match=r"No folder .*missing to write m\.onnx in"):
+        export(model, tmp_path / "missing" / "m.onnx")
+    argv = ["export", str(HUB / "simplecnn"), "--format", "pt2", "--out", str(tmp_path / "m.onnx")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mnist-zoo: error: m.onnx has the .onnx")
     assert_no_leftovers(tmp_path)
 
 
@@ -336,8 +347,8 @@ def test_a_missing_extra_names_it(
     assert cli.main(["export", str(HUB / "simplecnn"), "--out", str(tmp_path / "m.onnx")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and 'pip install "mnist-zoo[export]"' in err
-    # .pt2 needs only PyTorch.
-    export(seeded("simplecnn"), tmp_path / "m.pt2", format="pt2")
+    # .pt2 needs only PyTorch; the extension alone asks for it.
+    export(seeded("simplecnn"), tmp_path / "m.pt2")
     assert_no_leftovers(tmp_path, "m.pt2")
 
 

@@ -154,8 +154,11 @@ def test_write_replaces_a_file_atomically(tmp_path: Path) -> None:
 
 
 def test_write_into_a_missing_folder_is_an_os_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        write_idx(tmp_path / "missing" / "out.idx", np.arange(3, dtype=np.uint8))
+    path = tmp_path / "missing" / "out.idx"
+    with pytest.raises(FileNotFoundError) as info:
+        write_idx(path, np.arange(3, dtype=np.uint8))
+    # The file asked for, not the hidden temporary the atomic write would have used.
+    assert info.value.filename == str(path) and str(info.value).endswith(f"'{path}'")
 
 
 def test_the_errors_are_the_packages_own() -> None:

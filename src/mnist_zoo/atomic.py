@@ -57,7 +57,11 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         OSError: The folder does not exist or is not writable, or the disk is full.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        # Its message would name the hidden temporary file, not the path the caller asked for.
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:

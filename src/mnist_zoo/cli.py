@@ -278,7 +278,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     model = _load_model(
         args.model, "cpu", "pass a folder instead of the name, e.g. `mnist-zoo export {folder}`"
     )
-    out = Path(args.out or f"{Path(args.model).name.lower()}.{args.format}")
+    out = Path(args.out or f"{Path(args.model).name.lower()}.{args.format or 'onnx'}")
     path = export(model, out, args.format, opset=args.opset, check=not args.no_check)
     checked = (
         f"checked: logits within {ATOL:g} + {RTOL:g} * |logit| of PyTorch's, same labels"
@@ -293,7 +293,7 @@ def _add_export_parser(sub: Any) -> None:
     """The ``export`` command's options."""
     p = sub.add_parser("export", help="export a model to ONNX or torch.export (.pt2)")
     p.add_argument("model", metavar="NAME_OR_DIR", help="pretrained model name or Hub folder")
-    p.add_argument("--format", default="onnx", choices=["onnx", "pt2"], help="default: onnx")
+    p.add_argument("--format", choices=["onnx", "pt2"], help="default: --out's extension, or onnx")
     p.add_argument("--out", help="the file to write (default: NAME.FORMAT here)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     p.add_argument(

@@ -99,7 +99,7 @@ def require(*packages: str) -> list[ModuleType]:
 def export(
     model: nn.Module,
     path: str | os.PathLike[str],
-    format: str = "onnx",
+    format: str | None = None,
     *,
     opset: int | None = None,
     check: bool = True,
@@ -119,6 +119,7 @@ def export(
         path: The file to write; its folder must exist. An existing file is replaced only
             once the new one passed its check.
         format: ``"onnx"`` (needs the ``export`` extra) or ``"pt2"`` (``torch.export``).
+            Default: the one ``path``'s extension names (``.onnx``, ``.pt2``), else ONNX.
         opset: The ONNX opset; default: the exporter's own default.
         check: Run the written file on the check batch and refuse it beyond the tolerance.
             ``False`` skips that (not recommended: the file is then unverified).
@@ -131,17 +132,16 @@ def export(
         The path written.
 
     Raises:
-        InvalidArgumentError: An unknown ``format``, a bad ``opset`` or badly shaped
-            ``check_images`` (a ``ValueError``).
+        InvalidArgumentError: An unknown ``format``, or one that ``path``'s extension
+            contradicts, a bad ``opset`` or badly shaped ``check_images`` (a ``ValueError``).
+        FileNotFoundError: ``path``'s folder does not exist (checked before any work).
         MissingDependencyError: ``format="onnx"`` without the ``export`` extra.
         ExportError: The exporter refused the model, or the file's logits or labels differ
             from the model's beyond the tolerance; nothing was left at ``path``.
         OSError: The file cannot be written.
     """
-    if format not in EXPORT_FORMATS:
-        raise InvalidArgumentError(
-            f"Unknown export format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}."
-        )
+    path = Path(path)
+    format = _checked_format(format, path)
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise InvalidArgumentError(f"opset must be an ONNX opset number, got {opset!r}.")
     images = _checked_images(check_images)
@@ -155,7 +155,6 @@ def export(
         if check
         else "not checked"
     )
-    path = Path(path)
     if format == "onnx":
         data = _onnx_bytes(traced, images, opset, metadata)
         runner = _onnx_runner
@@ -170,6 +169,26 @@ def export(
             for n in _batch_sizes(len(images)):
                 compare_logits(run(images[:n]), expected[:n], f"{path.name} at batch size {n}")
     return path
+
+
+def _checked_format(format: str | None, path: Path) -> str:
+    """The format to write ``path`` in; a file named for the other format is refused."""
+    named = path.suffix.lower().lstrip(".")
+    named = named if named in EXPORT_FORMATS else None
+    if format is None:
+        format = named or "onnx"
+    if format not in EXPORT_FORMATS:
+        raise InvalidArgumentError(
+            f"Unknown export format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}."
+        )
+    if named not in (None, format):
+        raise InvalidArgumentError(
+            f"{path.name} has the .{named} extension, but the format asked is {format}: name "
+            f"the file {path.stem}.{format}, or ask for {named}."
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"No folder {path.parent} to write {path.name} in: create it.")
+    return format
 
 
 def _checked_images(images: torch.Tensor | None) -> torch.Tensor:
