@@ -255,6 +255,9 @@ def test_bad_arrays(image: object, error: type[Exception], pattern: str) -> None
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "nope.png"))):
         preprocess(tmp_path / "nope.png")
+    # A folder is not taken for a missing file: the message says how to pass its pictures.
+    with pytest.raises(FileNotFoundError, match="is a folder, not an image file: pass"):
+        preprocess(tmp_path)
 
 
 def test_file_that_is_not_an_image(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Imag
         The fully loaded image; the file is closed.
 
     Raises:
-        FileNotFoundError: If there is no file at ``path``.
+        FileNotFoundError: If there is no file at ``path`` (or a folder).
         PictureTooLargeError: If the picture has more than ``max_pixels`` pixels, or more
             than Pillow's own ``Image.MAX_IMAGE_PIXELS`` (an ``ImageError``).
         ImageError: If the file is not an image Pillow can read, or is damaged or truncated
@@ -86,6 +86,11 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Imag
         OSError: If the file cannot be read (no permission, say).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(
+            f"{str(path)!r} is a folder, not an image file: pass the pictures in it, "
+            f"e.g. {str(path / '*.png')!r}."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"No image file at {str(path)!r}.")
     try:
