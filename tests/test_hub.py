@@ -330,8 +330,19 @@ def test_corrupt_or_inconsistent_local_folders(published, tmp_path):
     (folder / "config.json").unlink()
     with pytest.raises(hub.InvalidHubFolderError, match="config.json"):
         hub.load_pretrained(folder)
-    with pytest.raises(hub.InvalidHubFolderError, match="neither a folder nor"):
+    with pytest.raises(hub.InvalidHubFolderError, match="neither a folder nor") as info:
         hub.load_pretrained(str(tmp_path / "no" / "such"))
+    assert "hf-hub:" not in str(info.value)  # a path of three parts is no repo id
+
+
+def test_a_missing_folder_suggests_the_name_that_was_meant(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside a checkout: hub/minivgg is not here
+    with pytest.raises(hub.InvalidHubFolderError) as info:
+        hub.load_pretrained("hub/minivgg")
+    assert f"neither a folder (relative to {tmp_path})" in str(info.value)
+    assert "The published weights of minivgg load by the name 'minivgg'" in str(info.value)
+    with pytest.raises(hub.InvalidHubFolderError, match="'hf-hub:someone/digits'"):
+        hub.load_pretrained("someone/digits")
 
 
 def test_unknown_names_and_models_without_weights(monkeypatch, builds):

@@ -296,12 +296,30 @@ def _as_folder(name: str | os.PathLike[str]) -> Path | None:
     if path.is_dir():
         return path
     if isinstance(name, os.PathLike) or "/" in name or os.sep in name:
-        raise InvalidHubFolderError(
-            f"{str(name)!r} is neither a folder nor a registered model name (those are: "
-            f"{', '.join(list_models())}). To load a Hub repo, prefix its id: "
-            f"load_pretrained('hf-hub:{Path(name).as_posix()}')."
-        )
+        raise InvalidHubFolderError(_no_such_folder(name))
     return None
+
+
+def _no_such_folder(name: str | os.PathLike[str]) -> str:
+    """Why ``name`` loads nothing, with the name that most likely was meant.
+
+    The names suggested work as they are in Python and on the command line alike.
+    """
+    path = Path(name)
+    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+    text = (
+        f"{str(name)!r} is neither a folder{where} nor a registered model name (those are: "
+        f"{', '.join(list_models())})."
+    )
+    if path.name.lower() in list_models():
+        # "hub/minivgg" outside a checkout of mnist_zoo, or a run's folder in another directory.
+        return f"{text} The published weights of {path.name.lower()} load by the name " + (
+            f"{path.name.lower()!r}; a folder of your own, by its full path."
+        )
+    parts = path.as_posix().split("/")
+    if isinstance(name, str) and len(parts) == 2 and all(parts) and not name.startswith("."):
+        text += f" A Hub repo loads by its id with the hf-hub: prefix, 'hf-hub:{name}'."
+    return text
 
 
 def _load_repo(
