@@ -129,3 +129,26 @@ def test_bad_arguments_are_invalid_argument_errors() -> None:
         evaluate_model(model, images_for([]), torch.tensor([], dtype=torch.long))
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         evaluate_model(model, images_for([1]), torch.tensor([1]), batch_size=0)
+
+
+def test_values_that_would_score_silently_wrong_are_refused() -> None:
+    model, labels = PixelVote(), torch.tensor([1, 2, 3])
+    images = images_for([1, 2, 3])
+    with pytest.raises(mnist_zoo.errors.ImageError, match="Divide 0-255 values by 255"):
+        evaluate_model(model, images.float(), labels)  # 0-255 floats
+    with pytest.raises(mnist_zoo.errors.ImageError, match="NaN or infinite"):
+        evaluate_model(model, torch.full((3, 1, 28, 28), float("nan")), labels)
+    with pytest.raises(TypeError, match="Integer images must be uint8"):
+        evaluate_model(model, images.int(), labels)
+    with pytest.raises(InvalidArgumentError, match="integer class labels, got torch.float32"):
+        evaluate_model(model, images, labels.float())
+    # The bound is the model's classes, from the logits: PixelVote has ten.
+    with pytest.raises(InvalidArgumentError, match="class labels 0 to 9, got labels from 1 to 10"):
+        evaluate_model(model, images, torch.tensor([1, 2, 10]))
+    with pytest.raises(InvalidArgumentError, match="got labels from -1 to 2"):
+        evaluate_model(model, images, torch.tensor([1, 2, -1]))
+    # A zoo model says how many classes it has: refused before it runs.
+    five = mnist_zoo.create_model("simplecnn", num_classes=5)
+    with pytest.raises(InvalidArgumentError, match="class labels 0 to 4"):
+        evaluate_model(five, images, torch.tensor([1, 2, 7]))
+    assert evaluate_model(model, images.float() / 255, labels).accuracy == 1.0

@@ -585,6 +585,27 @@ def test_non_finite_numbers_are_refused(setting: str, value: float) -> None:
         _trainer(**{setting: value})
 
 
+def test_data_that_would_train_silently_wrong_is_refused_before_training(
+    micro: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    images, labels = micro
+    log = _EpochLog()
+    bad = [
+        ((images.float(), labels), mnist_zoo.errors.ImageError, "Divide 0-255 values by 255"),
+        ((images.float() / 255 - 0.5, labels), mnist_zoo.errors.ImageError, "must be in [0, 1]"),
+        ((images, labels.float()), InvalidArgumentError, "integer class labels, got torch.float32"),
+        ((images, labels - 1), InvalidArgumentError, "class labels 0 or more, got labels from -1"),
+        ((images, labels + 1), InvalidArgumentError, "training dataset: Targets must be class"),
+    ]
+    for data, error, message in bad:
+        with pytest.raises(error, match=re.escape(message)):
+            _micro_trainer(callbacks=[log]).fit(data)
+    assert log.epochs == []  # not one epoch trained on any of them
+    # Labels the validation split gets are checked against the model's classes too.
+    with pytest.raises(InvalidArgumentError, match="validation dataset: Targets"):
+        _micro_trainer(val_size=0).fit(micro, val=(images[:64], labels[:64] + 10))
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [

@@ -25,12 +25,14 @@ from torch import nn
 from .devices import autocast_context
 from .errors import InvalidArgumentError
 from .inference.batched import batched_logits
+from .inference.preprocessing import check_pixels
 from .inference.tta import TTAModel
 
 __all__ = [
     "EvaluationResult",
     "autocast_context",
     "check_logits",
+    "check_targets",
     "confusion_matrix",
     "evaluate_model",
     "most_confused",
@@ -209,11 +211,17 @@ def evaluate_model(
 
     Raises:
         InvalidArgumentError: ``images`` and ``targets`` differ in length, there are no
-            images, ``batch_size`` is not a positive integer, or the model does not return
+            images, a target is not a class of the model (see :func:`check_targets`),
+            ``batch_size`` is not a positive integer, or the model does not return
             (N, classes) logits (a ``ValueError``).
+        ImageError: Float images with values outside [0, 1], NaN or infinity (a
+            ``ValueError``): a score of them would mean nothing.
+        TypeError: Integer images other than uint8.
     """
     if len(images) != len(targets):
         raise InvalidArgumentError(f"{len(images)} images but {len(targets)} targets.")
+    check_pixels(images)
+    check_targets(targets, getattr(model, "num_classes", None))  # before the model runs
     logits = batched_logits(
         TTAModel(model) if tta else model,
         images,
@@ -222,6 +230,33 @@ def evaluate_model(
         precision=precision,
     ).cpu()
     return result_from_logits(logits, targets, tta=tta)
+
+
+def check_targets(targets: torch.Tensor, num_classes: int | None = None) -> None:
+    """Refuse labels that are not class indices, which would train or score silently wrong.
+
+    Args:
+        targets: (N,) class labels.
+        num_classes: How many classes there are; ``None`` checks only that the labels are
+            integers of at least 0.
+
+    Raises:
+        InvalidArgumentError: A float or bool dtype (3.7 would be read as class 3), or a label
+            below 0 or not below ``num_classes`` (a ``ValueError``).
+    """
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise InvalidArgumentError(
+            f"Targets must be integer class labels, got {targets.dtype}: convert whole-number "
+            "labels with .long()."
+        )
+    if targets.numel() == 0:
+        return
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        allowed = f"0 to {num_classes - 1}" if num_classes is not None else "0 or more"
+        raise InvalidArgumentError(
+            f"Targets must be class labels {allowed}, got labels from {low} to {high}."
+        )
 
 
 def check_logits(logits: torch.Tensor, rows: int, name: str = "logits") -> torch.Tensor:
@@ -260,10 +295,12 @@ def result_from_logits(
         The metrics, with the predictions and probabilities per image (on the CPU).
 
     Raises:
-        InvalidArgumentError: ``logits`` is not (N, C) for the N targets.
+        InvalidArgumentError: ``logits`` is not (N, C) for the N targets, or a target is not
+            one of the C classes (see :func:`check_targets`).
     """
-    targets = targets.cpu().long()
     logits = check_logits(logits, len(targets))
+    check_targets(targets, logits.shape[1])
+    targets = targets.cpu().long()
     num_classes = logits.shape[1]
     predictions = logits.argmax(1)
     confusion = confusion_matrix(targets, predictions, num_classes)

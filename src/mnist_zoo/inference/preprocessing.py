@@ -29,6 +29,7 @@ __all__ = [
     "SIZE",
     "ImageInput",
     "as_unit_float",
+    "check_pixels",
     "greyscale",
     "load_image",
     "preprocess",
@@ -182,24 +183,37 @@ def as_unit_float(array: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.from_numpy(np.require(array, requirements=("C", "W")))
     else:
         x = array.detach()
+    check_pixels(x)
     if x.dtype in (torch.uint8, torch.bool):
         return to_float_images(x)
-    if not x.is_floating_point():
+    return to_float_images(x).clamp(0, 1)
+
+
+def check_pixels(images: torch.Tensor) -> None:
+    """Refuse pixels outside the package's convention, without converting them.
+
+    Args:
+        images: Pixels of any shape: uint8 0-255 or bool pass as they are; float must be in
+            [0, 1], within a round-off of 1e-6.
+
+    Raises:
+        TypeError: An integer dtype other than uint8.
+        ImageError: Float values that are NaN, infinite or outside [0, 1] (a ``ValueError``).
+    """
+    if images.dtype in (torch.uint8, torch.bool) or images.numel() == 0:
+        return
+    if not images.is_floating_point():
         raise TypeError(
-            f"Integer images must be uint8 (0-255), got {x.dtype}. Convert with "
+            f"Integer images must be uint8 (0-255), got {images.dtype}. Convert with "
             ".astype(np.uint8) / .to(torch.uint8), or divide by 255 for floats in [0, 1]."
         )
-    x = to_float_images(x)
-    if x.numel() == 0:
-        return x
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(images).all():
         raise ImageError("Images contain NaN or infinite values.")
-    low, high = x.min().item(), x.max().item()
+    low, high = (float(v) for v in torch.aminmax(images.float()))
     tolerance = 1e-6  # float round-off from the caller's own scaling
     if low < -tolerance or high > 1 + tolerance:
         hint = " Divide 0-255 values by 255." if high <= 255 and low >= 0 else ""
         raise ImageError(f"Float images must be in [0, 1], got values in [{low}, {high}].{hint}")
-    return x.clamp(0, 1)
 
 
 # --- The preprocessing steps -------------------------------------------------------------------

@@ -24,6 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import to_float_images
 from ..errors import InvalidArgumentError
+from ..evaluation import check_targets
+from ..inference.preprocessing import check_pixels
 from .augment import Augmentation
 
 __all__ = [
@@ -66,7 +68,10 @@ def in_memory(data: Any) -> TensorData | None:
         The tensors (images with a channel axis), or ``None`` for any other ``data``.
 
     Raises:
-        InvalidArgumentError: The tensors have the wrong shapes.
+        InvalidArgumentError: The tensors have the wrong shapes, or the targets are not
+            integer labels of at least 0.
+        ImageError: Float images outside [0, 1], NaN or infinite (a ``ValueError``).
+        TypeError: Integer images other than uint8.
     """
     if (
         isinstance(data, (tuple, list))
@@ -93,20 +98,29 @@ def in_memory(data: Any) -> TensorData | None:
             f"Expected images (N, 1, 28, 28) and targets (N,), got {tuple(images.shape)} "
             f"and {tuple(targets.shape)}."
         )
+    # Wrong values would train without an error: 0-255 floats, or 3.7 read as class 3.
+    check_pixels(images)
+    check_targets(targets)
     return TensorData(images, targets.long())
 
 
-def check_not_empty(data: Any, what: str) -> None:
+def check_not_empty(data: Any, what: str, num_classes: int | None = None) -> None:
     """Refuse an empty dataset up front, with a message that says which one.
 
     Args:
         data: Anything :meth:`Trainer.fit` takes; an iterable without a length passes.
         what: Which set it is, for the message ("training", "validation", ...).
+        num_classes: The model's number of classes: labels in memory must be below it.
 
     Raises:
-        InvalidArgumentError: ``data`` holds no images.
+        InvalidArgumentError: ``data`` holds no images, or a label that is not a class.
     """
     tensors = in_memory(data)
+    if tensors is not None and num_classes is not None:
+        try:
+            check_targets(tensors.targets, num_classes)
+        except InvalidArgumentError as err:
+            raise InvalidArgumentError(f"The {what} dataset: {err}") from None
     try:
         n = len(tensors if tensors is not None else data)
     except TypeError:

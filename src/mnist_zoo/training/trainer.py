@@ -316,9 +316,9 @@ class Trainer:
         config = self.config
         if self.checkpoint_dir is not None and self.is_main_process:
             check_writable_folder(self.checkpoint_dir, "the checkpoint folder")
-        check_not_empty(train, "training")
+        check_not_empty(train, "training", getattr(self.model, "num_classes", None))
         if val is not None:
-            check_not_empty(val, "validation")
+            check_not_empty(val, "validation", getattr(self.model, "num_classes", None))
         seed = config.validation_seed
         train, val = split_validation(train, val, val_size=config.val_size, seed=seed)
         if config.early_stopping is not None and val is None:
