@@ -92,6 +92,14 @@ def test_registering_a_taken_name_is_an_invalid_argument() -> None:
         mnist_zoo.register_model(name="SimpleCNN")(lambda: nn.Linear(1, 1))
 
 
+def test_timms_pretrained_flag_is_understood() -> None:
+    fresh = mnist_zoo.create_model("minivgg", pretrained=False)  # as timm: fresh weights
+    assert fresh.pretrained_cfg["model_kwargs"] == {}  # not passed on, not recorded
+    with pytest.raises(mnist_zoo.errors.InvalidArgumentError) as info:
+        mnist_zoo.create_model("MiniVGG", pretrained=True)
+    assert "mnist_zoo.load_pretrained('minivgg')" in str(info.value)  # not a builder TypeError
+
+
 def test_create_model_records_its_provenance() -> None:
     kwargs = {"num_classes": 3}
     model = mnist_zoo.create_model("SimpleCNN", **kwargs)

@@ -281,17 +281,25 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
         num_classes: The number of outputs, for a task other than the ten digits (e.g. 26
             letters). ``None`` (the default) leaves it to the builder: 10 for the zoo's models,
             and nothing is recorded.
-        **kwargs: Passed to the model's builder (e.g. ``batch_norm=True``).
+        **kwargs: Passed to the model's builder (e.g. ``batch_norm=True``). timm's
+            ``pretrained=False`` is accepted and changes nothing.
 
     Returns:
         The new model, in training mode as PyTorch builds it.
 
     Raises:
         UnknownModelError: No model of that name is registered (a ``KeyError``).
-        InvalidArgumentError: The builder rejects ``num_classes`` (not a positive integer).
+        InvalidArgumentError: The builder rejects ``num_classes`` (not a positive integer), or
+            ``pretrained=True`` is asked for: :func:`mnist_zoo.load_pretrained` loads weights.
         TypeError: ``name`` is not a string, or the builder rejects ``kwargs``.
     """
     entry = get_model_entry(name)
+    if kwargs.pop("pretrained", False):
+        # timm's spelling; the registry sits below the Hub layer, so it points there instead.
+        raise InvalidArgumentError(
+            f"create_model builds fresh weights; for the published ones call "
+            f"mnist_zoo.load_pretrained({entry.name!r}) (num_classes= works there too)."
+        )
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     model = entry.builder(**kwargs)
