@@ -604,6 +604,11 @@ def test_data_that_would_train_silently_wrong_is_refused_before_training(
     # Labels the validation split gets are checked against the model's classes too.
     with pytest.raises(InvalidArgumentError, match="validation dataset: Targets"):
         _micro_trainer(val_size=0).fit(micro, val=(images[:64], labels[:64] + 10))
+    # A Dataset of one's own goes through a DataLoader: its first batch is checked.
+    dataset = torch.utils.data.TensorDataset(images.float(), labels)
+    with pytest.raises(mnist_zoo.errors.ImageError, match="Divide 0-255 values by 255"):
+        _micro_trainer(val_size=0, callbacks=[log]).fit(dataset)
+    assert log.epochs == []
 
 
 @pytest.mark.parametrize(

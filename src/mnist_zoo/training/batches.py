@@ -352,12 +352,17 @@ class LoaderBatches(BatchSource):
         if self.sampler is not None:
             self.sampler.set_epoch(epoch)
         aug_gen = self._augment_generator(epoch)
-        for x, y in self.loader:
+        for step, (x, y) in enumerate(self.loader):
             x = x.to(self.device, non_blocking=True)
             if x.ndim == 3:
                 x = x.unsqueeze(1)
-            y = torch.as_tensor(y).to(self.device, non_blocking=True).long()
-            yield self._prepare(x, aug_gen), y
+            y = torch.as_tensor(y).to(self.device, non_blocking=True)
+            if step == 0:
+                # A dataset's transform errs on every item alike: its first batch shows it,
+                # and checking only that one keeps the loop free of a sync per step.
+                check_pixels(x)
+                check_targets(y)
+            yield self._prepare(x, aug_gen), y.long()
 
 
 def batch_source(data: Any, *, num_workers: int = 0, **options: Any) -> BatchSource:
