@@ -132,6 +132,12 @@ def test_gradients_flow_to_members() -> None:
         ([nn.Linear(2, 2)] * 2, [1.0, -0.5], ValueError, "finite and non-negative"),
         ([nn.Linear(2, 2)] * 2, [1.0, float("nan")], ValueError, "finite and non-negative"),
         ([nn.Linear(2, 2)] * 2, [0, 0], ValueError, "must not all be zero"),
+        (
+            [seeded(), create_model("simplecnn", num_classes=5)],
+            None,
+            ValueError,
+            r"different numbers of classes \(\[10, 5\]\)",
+        ),
     ],
 )
 def test_invalid_construction(

@@ -71,8 +71,9 @@ class Ensemble(nn.Module):
 
     Raises:
         TypeError: If ``models`` is a single module or contains something that is not one.
-        InvalidArgumentError: If ``models`` is empty, or ``weights`` has the wrong length,
-            negative or non-finite entries, or sums to zero (a ``ValueError``).
+        InvalidArgumentError: If ``models`` is empty, its members record different
+            ``num_classes``, or ``weights`` has the wrong length, negative or non-finite
+            entries, or sums to zero (a ``ValueError``).
     """
 
     weights: torch.Tensor
@@ -91,6 +92,13 @@ class Ensemble(nn.Module):
         for i, model in enumerate(models):
             if not isinstance(model, nn.Module):
                 raise TypeError(f"Member {i} is a {type(model).__name__}, not an nn.Module.")
+        classes = [getattr(model, "num_classes", None) for model in models]
+        if len(set(classes) - {None}) > 1:
+            # Found here, not as a shape error in the first forward pass.
+            raise InvalidArgumentError(
+                f"The members have different numbers of classes ({classes}): an ensemble "
+                "averages the probabilities of one set of classes."
+            )
         self.members = nn.ModuleList(models)
         self.register_buffer("weights", _normalised_weights(weights, len(models)))
 
