@@ -116,6 +116,13 @@ def test_cuda_requested_but_absent_is_a_clear_error() -> None:
         select_device("cuda")
     with pytest.raises(DeviceNotAvailableError, match="CUDA is not available"):
         _trainer(device="cuda:0")
+    # The inference entry points name it too, instead of PyTorch's AssertionError.
+    folder = Path(__file__).resolve().parents[1] / "hub" / "simplecnn"
+    with pytest.raises(DeviceNotAvailableError, match="CUDA is not available"):
+        mnist_zoo.load_pretrained(folder, device="cuda")
+    model = mnist_zoo.load_pretrained(folder, device="auto")  # "auto" works here too
+    with pytest.raises(DeviceNotAvailableError, match="CUDA is not available"):
+        mnist_zoo.predict(model, torch.rand(2, 1, 28, 28), device="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

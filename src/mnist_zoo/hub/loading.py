@@ -31,6 +31,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from torch import nn
 
 from .._version import __version__
+from ..devices import select_device
 from ..ensemble import PRETRAINED_MEMBERS, Ensemble, ensemble_members
 from ..errors import (
     InvalidArgumentError,
@@ -91,7 +92,8 @@ def load_pretrained(
             ``trust_unverified`` (the file is then checked against the Hub's ETag only). For
             ``hf-hub:``, the same as an ``@revision`` suffix (default ``main``). Ignored for
             local folders.
-        device: Where to put the model.
+        device: Where to put the model: ``"cpu"`` (default), ``"auto"``, ``"cuda"``,
+            ``"cuda:N"``, ``"mps"`` or a ``torch.device``.
         cache_dir: Hub cache folder; default ``HF_HUB_CACHE`` (``$HF_HOME/hub``).
         local_files_only: Use only the cache, never the network (as ``HF_HUB_OFFLINE=1``).
         endpoint: Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
@@ -117,7 +119,10 @@ def load_pretrained(
             pins, without ``trust_unverified``; the message lists the pinned tags),
             ``IncompatibleConfigError``,
             ``HubUnavailableError``, ... (see :mod:`mnist_zoo.errors`).
+        DeviceNotAvailableError: ``device`` names a device this machine does not have (a
+            ``RuntimeError``).
     """
+    device = select_device(device)  # before any download: a device this machine lacks is named
     where = {"cache_dir": cache_dir, "local_files_only": local_files_only, "endpoint": endpoint}
     key = os.fspath(name)
     if isinstance(name, str):

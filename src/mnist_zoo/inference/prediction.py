@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..devices import select_precision
+from ..devices import select_device, select_precision
 from ..errors import ImageError, InvalidArgumentError
 from .batched import check_batch_size, model_device, predict_logits
 from .preprocessing import SIZE, ImageInput, as_unit_float, greyscale, preprocess
@@ -114,7 +114,8 @@ def predict(
             one channel-last picture, so (28, 28, 3) is one picture; anything else is N
             images, so (3, 28, 28) is three. Every image must be at least 8x8 pixels.
         batch_size: How many images go through the model at once.
-        device: Where to run. Defaults to the device of the model's parameters; if given, the
+        device: Where to run: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+            ``torch.device``. Defaults to the device of the model's parameters; if given, the
             model is moved there (in place, as ``model.to(device)`` does).
         preprocess: Applied to PIL images and paths as given, and to each image of an array
             that is not 28x28 as an (H, W) float tensor in [0, 1]. Must return a (1, 28, 28)
@@ -140,12 +141,15 @@ def predict(
             integer, a ``preprocess`` that returns the wrong shape, an unknown ``precision`` or
             one the device cannot run, a model that does not return (N, classes) logits
             (a ``ValueError``), or a recorded temperature that is not a positive number.
+        DeviceNotAvailableError: ``device`` names a device this machine does not have (a
+            ``RuntimeError``).
         TypeError: For unsupported input types or dtypes.
         FileNotFoundError: If a path does not exist.
     """
     check_batch_size(batch_size)
     batch = _to_batch(images, preprocess)
     if device is not None:
+        device = select_device(device)  # a device this machine lacks is named, not asserted
         model.to(device)
     if tta:
         where = model_device(model) if device is None else torch.device(device)
