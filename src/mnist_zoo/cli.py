@@ -67,12 +67,12 @@ def _accuracy_of(pin: Any) -> str:
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from .data import SPLITS, check_mnist, default_root, download_mnist, find_mnist_file
+    from .data import KINDS, SPLITS, check_mnist, default_root, download_mnist, find_mnist_file
 
     root = default_root() if args.root is None else Path(args.root).expanduser()
     if args.download:
         download_mnist(root)
-    files = [(split, kind) for split in SPLITS for kind in ("images", "labels")]
+    files = [(split, kind) for split in SPLITS for kind in KINDS]
     if missing := [f"{s} {k}" for s, k in files if find_mnist_file(root, s, k) is None]:
         # Nothing to check: one line in this command's terms, not a table of checks not run.
         raise MNISTNotFoundError(

@@ -26,6 +26,7 @@ from .checks import CheckResult, DataCheckReport, check_mnist
 from .download import MIRRORS, MNIST_MD5S, MNIST_SIZES, download_mnist
 from .files import (
     DATA_ENV_VAR,
+    KINDS,
     MNIST_MEAN,
     MNIST_STD,
     SPLITS,
@@ -39,6 +40,7 @@ from .mnist import MNIST, to_float_images
 __all__ = [
     "DATA_ENV_VAR",
     "IDX_DTYPES",
+    "KINDS",
     "MIRRORS",
     "MNIST",
     "MNIST_MD5S",

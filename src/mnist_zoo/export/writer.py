@@ -142,6 +142,8 @@ def export(
     """
     path = Path(path)
     format = _checked_format(format, path)
+    if not path.parent.is_dir():  # found before the export runs, not when the file is written
+        raise FileNotFoundError(f"No folder {path.parent} to write {path.name} in: create it.")
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise InvalidArgumentError(f"opset must be an ONNX opset number, got {opset!r}.")
     images = _checked_images(check_images)
@@ -186,8 +188,6 @@ def _checked_format(format: str | None, path: Path) -> str:
             f"{path.name} has the .{named} extension, but the format asked is {format}: name "
             f"the file {path.stem}.{format}, or ask for {named}."
         )
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"No folder {path.parent} to write {path.name} in: create it.")
     return format
 
 

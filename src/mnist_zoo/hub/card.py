@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..registry import ModelEntry
 from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME
+from .verify import released_tag
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -78,14 +79,11 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
 def _load_line(config: Mapping[str, Any], entry: ModelEntry) -> tuple[str, str]:
     """What the card's snippet passes to ``load_pretrained``, and a comment to follow it."""
     repo_id = config.get("repo_id")
-    # The default release first: a later release may ship an earlier one's file unchanged.
-    tags = sorted(entry.releases, key=lambda tag: tag != entry.default_release)
-    for tag in tags:
-        pin = entry.releases[tag]
-        # A release's own file loads by its registry name; any other weights must not, or the
-        # snippet would load the project's weights instead of the ones this card describes.
-        if pin.sha256 == config["sha256"] and repo_id in (None, pin.repo_id):
-            return (entry.name if tag == entry.default_release else f"{entry.name}@{tag}"), ""
+    tag = released_tag(entry, config["sha256"])
+    # A release's own file loads by its registry name; any other weights must not, or the
+    # snippet would load the project's weights instead of the ones this card describes.
+    if tag is not None and repo_id in (None, entry.releases[tag].repo_id):
+        return (entry.name if tag == entry.default_release else f"{entry.name}@{tag}"), ""
     if repo_id:
         return f"hf-hub:{repo_id}", ""
     return "path/to/this/folder", '  # or "hf-hub:OWNER/NAME" once it is pushed there'

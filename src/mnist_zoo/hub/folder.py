@@ -37,7 +37,13 @@ from .card import card_markdown, ensemble_card, model_card
 from .layout import CARD_NAME, CONFIG_NAME, HUB_FILES, LIBRARY_NAME, WEIGHTS_NAME, staged_path
 from .provenance import default_recipe, provenance, recipe_as_dict, unwrap
 from .reading import read_config, temperature_of
-from .verify import MAX_CONFIG_BYTES, check_state_dict, nonfinite_tensors, read_limited
+from .verify import (
+    MAX_CONFIG_BYTES,
+    check_state_dict,
+    nonfinite_tensors,
+    read_limited,
+    released_tag,
+)
 
 if TYPE_CHECKING:  # for the annotations only; see provenance.default_recipe for why
     from ..training import TrainConfig, Trainer
@@ -115,9 +121,9 @@ def save_pretrained(
     metrics = _checked_metrics(metrics)
     weights = _weights_bytes(model, entry, model_kwargs)
     sha256 = hashlib.sha256(weights).hexdigest()
-    if repo_id is None:
+    if repo_id is None and (tag := released_tag(entry, sha256)) is not None:
         # Only a release's own file belongs in the project's repo; a user's run belongs in none.
-        repo_id = next((p.repo_id for p in entry.releases.values() if p.sha256 == sha256), None)
+        repo_id = entry.releases[tag].repo_id
     config = {
         "architecture": entry.name,
         "model_kwargs": model_kwargs,

@@ -45,6 +45,7 @@ __all__ = [
     "check_state_dict",
     "nonfinite_tensors",
     "read_limited",
+    "released_tag",
     "same_sha256",
     "size_limit",
 ]
@@ -117,6 +118,21 @@ def same_sha256(actual: str, expected: object) -> bool:
         ``True`` when they are equal.
     """
     return isinstance(expected, str) and actual.strip().lower() == expected.strip().lower()
+
+
+def released_tag(entry: ModelEntry, sha256: str) -> str | None:
+    """The release of ``entry`` whose pinned weights file has this SHA-256, if any.
+
+    Args:
+        entry: The registry entry of the architecture.
+        sha256: A weights file's digest.
+
+    Returns:
+        The tag, the default release first (a later release may ship an earlier one's file
+        unchanged), or ``None`` when no release pins that file.
+    """
+    tags = sorted(entry.releases, key=lambda tag: tag != entry.default_release)
+    return next((tag for tag in tags if same_sha256(sha256, entry.releases[tag].sha256)), None)
 
 
 def size_limit(builder: Callable[..., nn.Module], kwargs: Mapping[str, Any]) -> int:

@@ -152,7 +152,7 @@ def predict(
         device = select_device(device)  # a device this machine lacks is named, not asserted
         model.to(device)
     if tta:
-        where = model_device(model) if device is None else torch.device(device)
+        where = model_device(model) if device is None else device
         exact = "fp32" if precision == "auto" else select_precision(precision, where)
         logits = tta_logits(model, batch, batch_size=batch_size, device=where, precision=exact)
     else:
