@@ -201,4 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except MnistZooError as error:  # no MNIST in --data, a damaged file: one line
+        sys.exit(f"finetune.py: error: {error}")

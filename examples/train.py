@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mnist_zoo.errors import MnistZooError
 from mnist_zoo.pipeline import train_and_save
 from mnist_zoo.registry import get_model_entry
 
@@ -107,4 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except MnistZooError as error:  # no MNIST in --data, a damaged file: one line
+        sys.exit(f"train.py: error: {error}")

@@ -296,7 +296,7 @@ def test_finetune_quick_beats_training_from_scratch_and_saves_the_new_head(
 # ---------------------------------------------------------------------------- as documented
 
 #: The examples that read MNIST, so their docstrings must say where from.
-READ_MNIST = ("quickstart.py", "train.py", "eda.py", "study.py")
+READ_MNIST = ("quickstart.py", "train.py", "eda.py", "study.py", "finetune.py")
 #: The examples that draw figures with matplotlib, the ``plot`` extra.
 DRAW_FIGURES = ("eda.py", "study.py", "predict_image.py")
 DOCSTRING_COMMAND = re.compile(r"^\s+python examples/(\w+\.py)\b([^#\n]*)", flags=re.M)
@@ -373,3 +373,28 @@ def test_plot_examples_say_in_one_line_that_matplotlib_is_missing(tmp_path: Path
         assert stderr.count("\n") == 1 and 'pip install "mnist-zoo[plot]"' in stderr, stderr
         assert "Traceback" not in stderr
     assert not list(tmp_path.iterdir()), "nothing is written before the check"
+
+
+#: Each example that reads MNIST as its model is trained or scored, with arguments that would
+#: write a folder if the run got that far.
+NO_DATA_RUNS = {
+    "train.py": ["--quick", "--out", "{out}"],
+    "quickstart.py": ["--model", "{model}", "--count", "4"],
+    "finetune.py": ["--model", "{model}", "--quick", "--out", "{out}"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(NO_DATA_RUNS))
+def test_no_mnist_is_one_line_that_names_the_folder(
+    script: str, random_simplecnn: Path, tmp_path: Path
+) -> None:
+    # A first run with $MNIST_ZOO_DATA pointing at a folder without MNIST: no traceback.
+    empty, out = tmp_path / "empty", tmp_path / "out"
+    empty.mkdir()
+    args = [a.format(out=out, model=random_simplecnn) for a in NO_DATA_RUNS[script]]
+    proc = run_example(script, *args, mnist_root=empty, cwd=tmp_path, expect=1)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"{script}: error: MNIST "), lines[0]
+    assert f"not found in {empty}" in lines[0] and "MNIST_ZOO_DATA" in lines[0]
+    assert not out.exists()
