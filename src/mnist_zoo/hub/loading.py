@@ -43,7 +43,7 @@ from ..errors import (
 from ..registry import ModelEntry, PretrainedWeights, get_model_entry, list_models, list_pretrained
 from .layout import CONFIG_NAME, WEIGHTS_NAME
 from .reading import build_model, load_folder, parse_config
-from .remote import FetchedFile, fetch_file, reject
+from .remote import FetchedFile, check_pinned_config, fetch_file, reject
 from .verify import MAX_CONFIG_BYTES, same_sha256, size_limit
 
 __all__ = [
@@ -346,13 +346,8 @@ def _load_repo(
     )
     commit = config_file.commit
     pinned, registered = pin is not None, entry is not None
-    if pinned and pin.config_sha256 and not same_sha256(config_file.sha256, pin.config_sha256):
-        reject(
-            config_file,
-            f"{CONFIG_NAME} of {repo_id}@{commit} has SHA-256 {config_file.sha256}, but the "
-            f"SHA-256 mnist_zoo {__version__} pins is {pin.config_sha256}.",
-            hint="the repo is not the reviewed one: update mnist_zoo or report it",
-        )
+    if pin is not None:
+        check_pinned_config(config_file, pin)
     config = parse_config(config_file.data, f"{CONFIG_NAME} of {repo_id}@{commit}")
     entry = entry or _entry_named_by(config, f"hf-hub:{repo_id}@{commit}")
     if not config.get("sha256") and pin is None and not trust_unverified:

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from .._version import __version__
 from ..atomic import atomic_write
 from ..errors import (
     ChecksumMismatchError,
@@ -38,7 +37,7 @@ from ..export import OnnxModel, export
 from ..registry import get_model_entry, list_models
 from .layout import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 from .reading import load_folder, parse_config, read_config
-from .remote import FetchedFile, fetch_file, reject
+from .remote import FetchedFile, check_pinned_config, fetch_file, reject
 from .verify import MAX_CONFIG_BYTES, read_limited, same_sha256, size_limit
 
 __all__ = ["ONNX_NAME", "ONNX_SHA256_KEY", "load_onnx", "write_onnx"]
@@ -187,14 +186,8 @@ def _load_hub_onnx(name: str, revision: str | None, threads: int | None, where: 
         **where,
     )
     commit = config_file.commit
-    pinned = revision in (None, pin.revision) or commit == pin.revision
-    if pinned and pin.config_sha256 and not same_sha256(config_file.sha256, pin.config_sha256):
-        reject(
-            config_file,
-            f"{CONFIG_NAME} of {pin.repo_id}@{commit} has SHA-256 {config_file.sha256}, but the "
-            f"SHA-256 mnist_zoo {__version__} pins is {pin.config_sha256}.",
-            hint="the repo is not the reviewed one: update mnist_zoo or report it",
-        )
+    if revision in (None, pin.revision) or commit == pin.revision:
+        check_pinned_config(config_file, pin)
     source = f"{CONFIG_NAME} of {pin.repo_id}@{commit}"
     config = parse_config(config_file.data, source)
     expected = _expected_sha256(config, source)

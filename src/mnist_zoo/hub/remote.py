@@ -44,16 +44,19 @@ from ..errors import (
     InvalidArgumentError,
 )
 from .folder import complete_save
-from .layout import HUB_FILES, ONNX_NAME, SHA256_PATTERN
+from .layout import CONFIG_NAME, HUB_FILES, ONNX_NAME, SHA256_PATTERN
 from .reading import check_folder, load_folder
-from .verify import read_limited
+from .verify import read_limited, same_sha256
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
+    from ..registry import PretrainedWeights
+
 __all__ = [
     "FetchedFile",
     "blob_of",
+    "check_pinned_config",
     "download",
     "evict",
     "fetch_file",
@@ -156,6 +159,25 @@ def reject(fetched: FetchedFile, message: str, *, hint: str | None = None) -> No
     """
     persists = f" If this persists, {hint}." if hint else ""
     raise ChecksumMismatchError(f"{message} {evict(fetched.path)}{persists}")
+
+
+def check_pinned_config(fetched: FetchedFile, pin: PretrainedWeights) -> None:
+    """Refuse a fetched ``config.json`` that is not the one a release pins.
+
+    Args:
+        fetched: The repo's ``config.json``, as :func:`fetch_file` returned it.
+        pin: The release it should be; a pin without a config SHA-256 checks nothing.
+
+    Raises:
+        ChecksumMismatchError: The file's SHA-256 is not the pinned one; it was evicted.
+    """
+    if pin.config_sha256 and not same_sha256(fetched.sha256, pin.config_sha256):
+        reject(
+            fetched,
+            f"{CONFIG_NAME} of {pin.repo_id}@{fetched.commit} has SHA-256 {fetched.sha256}, "
+            f"but the SHA-256 mnist_zoo {__version__} pins is {pin.config_sha256}.",
+            hint="the repo is not the reviewed one: update mnist_zoo or report it",
+        )
 
 
 def download(
