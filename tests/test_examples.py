@@ -396,5 +396,6 @@ def test_no_mnist_is_one_line_that_names_the_folder(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith(f"{script}: error: MNIST "), lines[0]
-    assert f"not found in {empty}" in lines[0] and "MNIST_ZOO_DATA" in lines[0]
+    assert f"not found in {empty}; pass --data DIR" in lines[0] and "$MNIST_ZOO_DATA" in lines[0]
+    assert "download=True" not in lines[0]  # Python's advice, not this script's
     assert not out.exists()

@@ -166,6 +166,11 @@ def test_missing_files(tmp_path: Path) -> None:
     with pytest.raises(MNISTNotFoundError, match=pattern) as info:
         MNIST(tmp_path)
     assert isinstance(info.value, FileNotFoundError)
+    # What is missing and where, for a front end to retell in its own terms.
+    assert info.value.root == tmp_path and info.value.missing == ("train images",)
+    assert info.value.retold("pass --data DIR") == (
+        f"MNIST train images not found in {tmp_path}; pass --data DIR."
+    )
 
 
 def test_missing_labels_only(tmp_path: Path) -> None:

@@ -77,18 +77,18 @@ def _cmd_check_data(args: argparse.Namespace) -> int:
         # Nothing to check: one line in this command's terms, not a table of checks not run.
         raise MNISTNotFoundError(
             f"MNIST {', '.join(missing)} not found in {root}; pass the folder with the four "
-            "MNIST IDX files (mnist-zoo check-data DIR), set $MNIST_ZOO_DATA, or add --download."
+            "MNIST IDX files (mnist-zoo check-data DIR), set $MNIST_ZOO_DATA, or add --download.",
+            root=root,
+            missing=missing,
         )
     report = check_mnist(root)
     print(report.format())
     return 0 if report.passed else 1
 
 
-def _missing_data(err: MNISTNotFoundError, root: str | None) -> MNISTNotFoundError:
+def _missing_data(err: MNISTNotFoundError) -> MNISTNotFoundError:
     """``err`` retold with this command's options instead of Python arguments."""
-    where = root or "$MNIST_ZOO_DATA (or ~/.cache/mnist_zoo/mnist)"
-    first = str(err).split(" (looked for")[0]
-    return MNISTNotFoundError(f"{first}: nothing usable in {where}; {_DATA_HINT}.")
+    return MNISTNotFoundError(err.retold(_DATA_HINT), root=err.root, missing=err.missing)
 
 
 def _load_split(root: str | None, split: str, download: bool = False) -> MNIST:
@@ -98,7 +98,7 @@ def _load_split(root: str | None, split: str, download: bool = False) -> MNIST:
     try:
         return MNIST(root, split=split, download=download)
     except MNISTNotFoundError as err:
-        raise _missing_data(err, root) from err
+        raise _missing_data(err) from err
 
 
 def _load_model(name: str, device: str, instead: str) -> nn.Module:
@@ -193,7 +193,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             **{k: v for k, v in overrides.items() if v is not None},
         )
     except MNISTNotFoundError as err:
-        raise _missing_data(err, args.data) from err
+        raise _missing_data(err) from err
     print(run.summary())
     _print_calibration(run.calibration, run.metrics.get("robustness"))
     return 0

@@ -115,7 +115,41 @@ class MNISTFormatError(MnistZooError, ValueError):
 
 
 class MNISTNotFoundError(MnistZooError, FileNotFoundError):
-    """The MNIST files are not in the folder; the message lists the names looked for."""
+    """MNIST files are not in the folder; the message lists the names looked for.
+
+    Attributes:
+        root: The folder looked in (``None`` if not recorded).
+        missing: The files not found, as ``"train images"``, ``"test labels"``, ...
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        missing: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.root = None if root is None else Path(root)
+        self.missing = tuple(missing)
+
+    def retold(self, hint: str) -> str:
+        """What is missing and where, followed by ``hint``: the error in a front end's terms.
+
+        The command line and the examples use it to name their own options instead of the
+        Python arguments the message suggests.
+
+        Args:
+            hint: What to do, in the caller's terms, without a full stop (for example
+                ``"pass --data DIR or set $MNIST_ZOO_DATA"``).
+
+        Returns:
+            ``"MNIST train images not found in ROOT; HINT."``, or the message and the hint
+            when the error does not record what is missing and where.
+        """
+        if self.root is None or not self.missing:
+            return f"{self} ({hint})"
+        return f"MNIST {', '.join(self.missing)} not found in {self.root}; {hint}."
 
 
 class DownloadError(MnistZooError, ConnectionError):

@@ -126,6 +126,8 @@ def _locate(root: Path, split: str, kind: str) -> Path:
         names = ", ".join(candidate_names(split, kind))
         raise MNISTNotFoundError(
             f"MNIST {split} {kind} not found in {root} (looked for {names}). "
-            f"Pass download=True, or set {DATA_ENV_VAR} to a folder holding the files."
+            f"Pass download=True, or set {DATA_ENV_VAR} to a folder holding the files.",
+            root=root,
+            missing=[f"{split} {kind}"],
         )
     return path
