@@ -381,6 +381,8 @@ NO_DATA_RUNS = {
     "train.py": ["--quick", "--out", "{out}"],
     "quickstart.py": ["--model", "{model}", "--count", "4"],
     "finetune.py": ["--model", "{model}", "--quick", "--out", "{out}"],
+    "eda.py": ["--out", "{out}"],
+    "study.py": ["--quick", "--out", "{out}", "--runs", "{out}/runs"],
 }
 
 

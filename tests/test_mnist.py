@@ -22,6 +22,7 @@ from mnist_zoo.data import (
     candidate_names,
     default_root,
     find_mnist_file,
+    require_mnist,
     to_float_images,
     write_idx,
 )
@@ -171,6 +172,21 @@ def test_missing_files(tmp_path: Path) -> None:
     assert info.value.retold("pass --data DIR") == (
         f"MNIST train images not found in {tmp_path}; pass --data DIR."
     )
+
+
+def test_require_mnist_names_every_missing_file_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", tiny_images(2))
+    with pytest.raises(MNISTNotFoundError, match="download_mnist") as info:
+        require_mnist(tmp_path)
+    assert info.value.missing == ("train images", "train labels", "test labels")
+    assert info.value.root == tmp_path
+    make_split(tmp_path, tiny_images(2), np.zeros(2, np.uint8), split="train", naming=1)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2, np.uint8))
+    assert require_mnist(tmp_path) == tmp_path  # either naming, gzip or not
+    monkeypatch.setenv("MNIST_ZOO_DATA", str(tmp_path))
+    assert require_mnist() == tmp_path
 
 
 def test_missing_labels_only(tmp_path: Path) -> None:

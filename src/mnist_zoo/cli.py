@@ -36,6 +36,10 @@ _DATA_HINT = (
     "pass --data DIR (a folder with the four MNIST IDX files), set $MNIST_ZOO_DATA, "
     "or add --download"
 )
+_CHECK_DATA_HINT = (
+    "pass the folder with the four MNIST IDX files (mnist-zoo check-data DIR), set "
+    "$MNIST_ZOO_DATA, or add --download"
+)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -67,28 +71,24 @@ def _accuracy_of(pin: Any) -> str:
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from .data import KINDS, SPLITS, check_mnist, default_root, download_mnist, find_mnist_file
+    from .data import check_mnist, default_root, download_mnist, require_mnist
 
     root = default_root() if args.root is None else Path(args.root).expanduser()
     if args.download:
         download_mnist(root)
-    files = [(split, kind) for split in SPLITS for kind in KINDS]
-    if missing := [f"{s} {k}" for s, k in files if find_mnist_file(root, s, k) is None]:
+    try:
+        require_mnist(root)
+    except MNISTNotFoundError as err:
         # Nothing to check: one line in this command's terms, not a table of checks not run.
-        raise MNISTNotFoundError(
-            f"MNIST {', '.join(missing)} not found in {root}; pass the folder with the four "
-            "MNIST IDX files (mnist-zoo check-data DIR), set $MNIST_ZOO_DATA, or add --download.",
-            root=root,
-            missing=missing,
-        )
+        raise _missing_data(err, _CHECK_DATA_HINT) from None
     report = check_mnist(root)
     print(report.format())
     return 0 if report.passed else 1
 
 
-def _missing_data(err: MNISTNotFoundError) -> MNISTNotFoundError:
+def _missing_data(err: MNISTNotFoundError, hint: str = _DATA_HINT) -> MNISTNotFoundError:
     """``err`` retold with this command's options instead of Python arguments."""
-    return MNISTNotFoundError(err.retold(_DATA_HINT), root=err.root, missing=err.missing)
+    return MNISTNotFoundError(err.retold(hint), root=err.root, missing=err.missing)
 
 
 def _load_split(root: str | None, split: str, download: bool = False) -> MNIST:

@@ -33,6 +33,7 @@ from .files import (
     candidate_names,
     default_root,
     find_mnist_file,
+    require_mnist,
 )
 from .idx import IDX_DTYPES, read_idx, write_idx
 from .mnist import MNIST, to_float_images
@@ -61,6 +62,7 @@ __all__ = [
     "download_mnist",
     "find_mnist_file",
     "read_idx",
+    "require_mnist",
     "to_float_images",
     "write_idx",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "check_split",
     "default_root",
     "find_mnist_file",
+    "require_mnist",
 ]
 
 #: Environment variable naming the folder that holds the MNIST files.
@@ -117,6 +118,36 @@ def find_mnist_file(root: str | os.PathLike[str], split: str, kind: str) -> Path
         if path.is_file():
             return path
     return None
+
+
+def require_mnist(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder holding MNIST, once each of its four files is found there.
+
+    For code that needs the whole set: it names every missing file at once, before anything
+    is read, instead of failing at the first split that is opened.
+
+    Args:
+        root: The folder; default :func:`default_root` (``$MNIST_ZOO_DATA`` or
+            ``~/.cache/mnist_zoo/mnist``).
+
+    Returns:
+        The folder.
+
+    Raises:
+        MNISTNotFoundError: A file is missing; its ``missing`` lists every one (a
+            ``FileNotFoundError``).
+    """
+    root = default_root() if root is None else Path(root).expanduser()
+    missing = [f"{s} {k}" for s in SPLITS for k in KINDS if find_mnist_file(root, s, k) is None]
+    if missing:
+        raise MNISTNotFoundError(
+            f"MNIST {', '.join(missing)} not found in {root}. Download them with "
+            f"mnist_zoo.data.download_mnist(root), or set {DATA_ENV_VAR} to a folder holding "
+            "the files.",
+            root=root,
+            missing=missing,
+        )
+    return root
 
 
 def _locate(root: Path, split: str, kind: str) -> Path:
