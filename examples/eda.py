@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import mnist_zoo
-from mnist_zoo.errors import MNISTNotFoundError, MnistZooError
+from mnist_zoo.errors import run_command
 
 #: Images per digit in the sample grid.
 SAMPLES_PER_DIGIT = 10
@@ -36,11 +36,6 @@ SAMPLES_PER_DIGIT = 10
 DPI = 100
 #: The one line printed instead of a traceback when the ``plot`` extra is not installed.
 PLOT_EXTRA_MISSING = 'eda.py: error: the figures need matplotlib: pip install "mnist-zoo[plot]"'
-#: What to do when MNIST is not where ``--data`` (or ``$MNIST_ZOO_DATA``) points.
-NO_DATA_HINT = (
-    "pass --data DIR (a folder with the four MNIST IDX files) or set $MNIST_ZOO_DATA; "
-    "`mnist-zoo check-data DIR --download` downloads them"
-)
 #: Figure width in inches: the documentation's text column at ``DPI`` (about 720 px), so the
 #: figures are shown there at full size and their labels stay readable.
 WIDTH = 7.2
@@ -199,9 +194,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MNISTNotFoundError as error:  # told in this script's options
-        sys.exit(f"eda.py: error: {error.retold(NO_DATA_HINT)}")
-    except MnistZooError as error:  # a damaged file, a model that will not load: one line
-        sys.exit(f"eda.py: error: {error}")
+    sys.exit(run_command(main, "eda.py"))

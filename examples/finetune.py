@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mnist_zoo
-from mnist_zoo.errors import MNISTNotFoundError, MnistZooError
+from mnist_zoo.errors import MnistZooError, run_command
 from mnist_zoo.evaluation import evaluate_model
 from mnist_zoo.training.batches import split_validation
 
@@ -48,12 +48,6 @@ TASKS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "parity": lambda digits: digits % 2,
     "at-least-5": lambda digits: (digits >= 5).long(),
 }
-
-#: What to do when MNIST is not where ``--data`` (or ``$MNIST_ZOO_DATA``) points.
-NO_DATA_HINT = (
-    "pass --data DIR (a folder with the four MNIST IDX files) or set $MNIST_ZOO_DATA; "
-    "`mnist-zoo check-data DIR --download` downloads them"
-)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -207,9 +201,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MNISTNotFoundError as error:  # told in this script's options
-        sys.exit(f"finetune.py: error: {error.retold(NO_DATA_HINT)}")
-    except MnistZooError as error:  # a damaged file, a model that will not load: one line
-        sys.exit(f"finetune.py: error: {error}")
+    sys.exit(run_command(main, "finetune.py"))

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import mnist_zoo
-from mnist_zoo.errors import MnistZooError
+from mnist_zoo.errors import MnistZooError, run_command
 
 #: The one line printed instead of a traceback when the ``plot`` extra is not installed.
 PLOT_EXTRA_MISSING = (
@@ -143,4 +143,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "predict_image.py"))

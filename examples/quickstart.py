@@ -21,13 +21,7 @@ import sys
 from collections.abc import Sequence
 
 import mnist_zoo
-from mnist_zoo.errors import MNISTNotFoundError, MnistZooError
-
-#: What to do when MNIST is not where ``--data`` (or ``$MNIST_ZOO_DATA``) points.
-NO_DATA_HINT = (
-    "pass --data DIR (a folder with the four MNIST IDX files) or set $MNIST_ZOO_DATA; "
-    "`mnist-zoo check-data DIR --download` downloads them"
-)
+from mnist_zoo.errors import MnistZooError, run_command
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -91,9 +85,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MNISTNotFoundError as error:  # told in this script's options
-        sys.exit(f"quickstart.py: error: {error.retold(NO_DATA_HINT)}")
-    except MnistZooError as error:  # a damaged file, a model that will not load: one line
-        sys.exit(f"quickstart.py: error: {error}")
+    sys.exit(run_command(main, "quickstart.py"))

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 import mnist_zoo
-from mnist_zoo.errors import MNISTNotFoundError, MnistZooError
+from mnist_zoo.errors import run_command
 from mnist_zoo.evaluation import EvaluationResult, confusion_matrix, evaluate_model
 from mnist_zoo.hub import HubError, load_pretrained, sha256_file
 from mnist_zoo.pipeline import TrainingRun, train_and_save
@@ -65,11 +65,6 @@ from mnist_zoo.registry import count_parameters, get_model_entry
 from mnist_zoo.robustness import evaluate_corruptions
 from mnist_zoo.training import History
 
-#: What to do when MNIST is not where ``--data`` (or ``$MNIST_ZOO_DATA``) points.
-NO_DATA_HINT = (
-    "pass --data DIR (a folder with the four MNIST IDX files) or set $MNIST_ZOO_DATA; "
-    "`mnist-zoo check-data DIR --download` downloads them"
-)
 #: The study's three models and their published test accuracies.
 STUDY_ACCURACY = {"simplecnn": 0.9931, "deepercnn": 0.9938, "minivgg": 0.9960}
 #: ``--quick`` sizes: enough images for a few batches, few enough to take seconds.
@@ -1150,9 +1145,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MNISTNotFoundError as error:  # told in this script's options
-        sys.exit(f"study.py: error: {error.retold(NO_DATA_HINT)}")
-    except MnistZooError as error:  # a damaged file, a model that will not load: one line
-        sys.exit(f"study.py: error: {error}")
+    sys.exit(run_command(main, "study.py"))

@@ -24,18 +24,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mnist_zoo.errors import MNISTNotFoundError, MnistZooError
+from mnist_zoo.errors import run_command
 from mnist_zoo.pipeline import train_and_save
 from mnist_zoo.registry import get_model_entry
 
 #: ``--quick`` trains on this many images for one epoch, validating on a tenth of them.
 QUICK_IMAGES = 5_000
-
-#: What to do when MNIST is not where ``--data`` (or ``$MNIST_ZOO_DATA``) points.
-NO_DATA_HINT = (
-    "pass --data DIR (a folder with the four MNIST IDX files) or set $MNIST_ZOO_DATA; "
-    "`mnist-zoo check-data DIR --download` downloads them"
-)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -114,9 +108,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MNISTNotFoundError as error:  # told in this script's options
-        sys.exit(f"train.py: error: {error.retold(NO_DATA_HINT)}")
-    except MnistZooError as error:  # a damaged file, a model that will not load: one line
-        sys.exit(f"train.py: error: {error}")
+    sys.exit(run_command(main, "train.py"))

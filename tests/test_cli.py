@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,31 @@ def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     parser._subparsers._group_actions[0].choices["list"].set_defaults(func=broken)  # type: ignore[union-attr]
     with pytest.raises(TypeError, match="a bug"):
         cli.main(["list"])
+
+
+def test_run_command_is_one_line_for_the_package_and_a_traceback_for_a_bug(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from mnist_zoo.errors import MNISTNotFoundError, UnknownModelError, run_command
+
+    def raises(error: BaseException) -> Callable[[], int]:
+        def body() -> int:
+            raise error
+
+        return body
+
+    assert run_command(lambda: None, "p") == 0 and run_command(lambda: 3, "p") == 3
+    assert run_command(raises(UnknownModelError("resnet", ["minivgg"])), "p") == 2
+    assert capsys.readouterr().err.startswith("p: error: Unknown model 'resnet'")
+    assert run_command(raises(OSError(28, "No space left on device")), "p") == 1
+    assert capsys.readouterr().err == "p: error: [Errno 28] No space left on device\n"
+    assert run_command(raises(KeyboardInterrupt()), "p") == 130
+    assert capsys.readouterr().err == "p: interrupted\n"
+    missing = MNISTNotFoundError("Pass download=True.", root=tmp_path, missing=["test labels"])
+    assert run_command(raises(missing), "p", data_option="--mnist DIR") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"p: error: MNIST test labels not found in {tmp_path}; pass --mnist DIR")
+    assert run_command(raises(missing), "p", data_option=None) == 2
+    assert capsys.readouterr().err == "p: error: Pass download=True.\n"
+    with pytest.raises(TypeError):  # a bug is not the caller's fault: it keeps its traceback
+        run_command(raises(TypeError("bug")), "p")

@@ -23,6 +23,8 @@ from .errors import (
     MNISTNotFoundError,
     MnistZooError,
     exit_status,
+    one_line,
+    run_command,
 )
 
 if TYPE_CHECKING:  # the data module (and torch) load only when a command needs them
@@ -254,7 +256,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             pred = predict(model, path, tta=args.tta)
         except (MnistZooError, OSError) as err:
             # One bad picture does not stop the others; each gets its own line.
-            print(f"mnist-zoo: error: {path}: {_one_line(err)}", file=sys.stderr)
+            print(f"mnist-zoo: error: {path}: {one_line(err)}", file=sys.stderr)
             status = max(status, exit_status(err))
             continue
         print(f"{path}: {int(pred.labels[0])} ({100 * float(pred.probs[0].max()):.1f}%)")
@@ -417,12 +419,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(err: BaseException) -> str:
-    """The error's message on one line (KeyError's repr quotes are not part of it)."""
-    message: Any = err.args[0] if isinstance(err, KeyError) and err.args else err
-    return " ".join(str(message).split())
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mnist-zoo``; returns the exit status.
 
@@ -433,17 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success; 1 when an operation failed (a data check, the Hub, a download, the
         disk); 2 for bad input (an unknown model, missing files, a bad option value, also
         argparse's own usage errors); 130 when interrupted. Errors are one line on standard
-        error; an exception the package did not raise on purpose (a bug) keeps its traceback.
+        error (see :func:`mnist_zoo.errors.run_command`); an exception the package did not
+        raise on purpose (a bug) keeps its traceback.
     """
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("mnist-zoo: interrupted", file=sys.stderr)
-        return 130
-    except (MnistZooError, OSError) as err:
-        print(f"mnist-zoo: error: {_one_line(err)}", file=sys.stderr)
-        return exit_status(err)
+    # Each command words missing data in its own options (check-data has no --data).
+    return run_command(lambda: args.func(args), "mnist-zoo", data_option=None)
 
 
 if __name__ == "__main__":

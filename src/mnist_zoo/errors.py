@@ -17,7 +17,8 @@ The command line prints any of them as one line and exits with status 2 when the
 about the caller's input (a :class:`ValueError`, :class:`KeyError` or
 :class:`FileNotFoundError` underneath) and 1 when an operation failed (see
 :func:`exit_status`). A genuine bug, an exception the package did not raise on purpose,
-still shows its traceback.
+still shows its traceback. :func:`run_command` does this for ``mnist-zoo``,
+``python -m mnist_zoo.serve`` and the examples, and for a script of yours.
 
 This module is the lowest layer of the package: it imports nothing from it.
 """
@@ -25,7 +26,8 @@ This module is the lowest layer of the package: it imports nothing from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -60,6 +62,8 @@ __all__ = [
     "UnverifiedWeightsError",
     "WeightsMismatchError",
     "exit_status",
+    "one_line",
+    "run_command",
 ]
 
 
@@ -79,6 +83,57 @@ def exit_status(error: BaseException) -> int:
         download, a full disk).
     """
     return 2 if isinstance(error, (ValueError, KeyError, FileNotFoundError)) else 1
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, as the command line prints it.
+
+    Args:
+        error: Any exception.
+
+    Returns:
+        Its message with every run of whitespace made one space (a ``KeyError``'s message
+        without the quotes its ``str`` adds).
+    """
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return " ".join(str(message).split())
+
+
+def run_command(
+    body: Callable[[], int | None], prog: str, *, data_option: str | None = "--data DIR"
+) -> int:
+    """Run a command-line program as ``mnist-zoo`` runs its commands: an error the package
+    raises on purpose (or an ``OSError``) is one line on standard error, not a traceback.
+
+    ``mnist-zoo``, ``python -m mnist_zoo.serve`` and the scripts in ``examples/`` run this
+    way, and a script of yours can too: ``sys.exit(run_command(main, "my_script.py"))``.
+    Any other exception is a bug, and keeps its traceback.
+
+    Args:
+        body: The program; it returns its exit status (``None`` counts as 0).
+        prog: The program's name, which starts the line: ``PROG: error: MESSAGE``.
+        data_option: The program's option for the MNIST folder. Missing MNIST files are told
+            with it and ``$MNIST_ZOO_DATA``, not with Python's ``download=True``; ``None``
+            prints the message as it is (for a program that words it itself).
+
+    Returns:
+        ``body``'s exit status; for an error, :func:`exit_status`'s (2 for bad input, 1 for a
+        failed operation); 130 when interrupted with Ctrl-C.
+    """
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (MnistZooError, OSError) as err:
+        message = one_line(err)
+        if data_option is not None and isinstance(err, MNISTNotFoundError):
+            message = err.retold(
+                f"pass {data_option} (a folder with the four MNIST IDX files) or set "
+                "$MNIST_ZOO_DATA; `mnist-zoo check-data DIR --download` downloads them"
+            )
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return exit_status(err)
 
 
 class InvalidArgumentError(MnistZooError, ValueError):

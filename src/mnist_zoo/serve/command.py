@@ -130,13 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
-    from ..errors import MnistZooError, exit_status
+    from ..errors import run_command
 
     parser = argparse.ArgumentParser(prog="python -m mnist_zoo.serve", description=_DESCRIPTION)
     _add_options(parser)
     args = parser.parse_args(argv)
-    try:
-        return run_serve(args)
-    except (MnistZooError, OSError) as err:
-        print(f"mnist-zoo serve: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return exit_status(err)
+    return run_command(lambda: run_serve(args), "mnist-zoo serve", data_option=None)
