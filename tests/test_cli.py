@@ -294,3 +294,16 @@ def test_run_command_is_one_line_for_the_package_and_a_traceback_for_a_bug(
     assert capsys.readouterr().err == "p: error: Pass download=True.\n"
     with pytest.raises(TypeError):  # a bug is not the caller's fault: it keeps its traceback
         run_command(raises(TypeError("bug")), "p")
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    # `mnist-zoo list | head -0`: the pipe is closed before the command writes a byte.
+    proc = subprocess.Popen(
+        [str(_console_script()), "list"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_offline_env(tmp_path),
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""  # no "Broken pipe" line, no "Exception ignored" from the last flush

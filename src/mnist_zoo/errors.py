@@ -25,6 +25,7 @@ This module is the lowest layer of the package: it imports nothing from it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -118,13 +119,20 @@ def run_command(
 
     Returns:
         ``body``'s exit status; for an error, :func:`exit_status`'s (2 for bad input, 1 for a
-        failed operation); 130 when interrupted with Ctrl-C.
+        failed operation); 130 when interrupted with Ctrl-C; 141, with no error line, when
+        standard output is a pipe whose reader stopped early (``| head``).
     """
     try:
-        return int(body() or 0)
+        status = int(body() or 0)
+        sys.stdout.flush()  # a reader that left shows here, not in Python's last flush
+        return status
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader stopped early (`mnist-zoo list | head -1`): not an error to report.
+        _stdout_to_devnull()
+        return 141  # as the shell reports a program ended by SIGPIPE
     except (MnistZooError, OSError) as err:
         message = one_line(err)
         if data_option is not None and isinstance(err, MNISTNotFoundError):
@@ -134,6 +142,14 @@ def run_command(
             )
         print(f"{prog}: error: {message}", file=sys.stderr)
         return exit_status(err)
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output at the null device, so the interpreter's last flush of what the
+    closed pipe did not take fails no more (the recipe of Python's ``signal`` docs)."""
+    # Captured output (no real file behind sys.stdout) has nothing left to flush there.
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class InvalidArgumentError(MnistZooError, ValueError):
