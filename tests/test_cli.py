@@ -286,6 +286,9 @@ def test_run_command_is_one_line_for_the_package_and_a_traceback_for_a_bug(
     assert capsys.readouterr().err == "p: error: [Errno 28] No space left on device\n"
     assert run_command(raises(KeyboardInterrupt()), "p") == 130
     assert capsys.readouterr().err == "p: interrupted\n"
+    # A broken pipe that is not standard output's (a socket's, say) is an error like any other.
+    assert run_command(raises(BrokenPipeError(32, "Broken pipe")), "p") == 1
+    assert capsys.readouterr().err == "p: error: [Errno 32] Broken pipe\n"
     missing = MNISTNotFoundError("Pass download=True.", root=tmp_path, missing=["test labels"])
     assert run_command(raises(missing), "p", data_option="--mnist DIR") == 2
     err = capsys.readouterr().err

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -129,11 +130,11 @@ def run_command(
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader stopped early (`mnist-zoo list | head -1`): not an error to report.
-        _stdout_to_devnull()
-        return 141  # as the shell reports a program ended by SIGPIPE
     except (MnistZooError, OSError) as err:
+        if isinstance(err, BrokenPipeError) and _stdout_reader_left():
+            # The reader stopped early (`mnist-zoo list | head -1`): not an error to report.
+            _stdout_to_devnull()
+            return 141  # as the shell reports a program ended by SIGPIPE
         message = one_line(err)
         if data_option is not None and isinstance(err, MNISTNotFoundError):
             message = err.retold(
@@ -142,6 +143,17 @@ def run_command(
             )
         print(f"{prog}: error: {message}", file=sys.stderr)
         return exit_status(err)
+
+
+def _stdout_reader_left() -> bool:
+    """Whether standard output is a pipe whose reader has gone (and the broken pipe was not,
+    say, a socket's): polling a pipe's write end reports an error once nothing can read it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real file behind
+        return False
 
 
 def _stdout_to_devnull() -> None:
