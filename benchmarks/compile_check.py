@@ -11,12 +11,14 @@ CPU the compiled step measured slower (see docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 
 
 def images_per_s(name: str, compiled: bool, steps: int, batch: int = 128) -> tuple[float, float]:
@@ -60,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "compile_check.py"))

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 from mnist_zoo.inference import batched
 
 HUB = Path(__file__).resolve().parents[1] / "hub"
@@ -86,4 +87,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "cpu_batches.py"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from torch import nn
 import mnist_zoo
 from mnist_zoo.atomic import atomic_writer
 from mnist_zoo.devices import autocast_context, seed_everything, select_precision
+from mnist_zoo.errors import run_command
 from mnist_zoo.inference import batched_logits
 from mnist_zoo.registry import create_model, get_model_entry
 from mnist_zoo.robustness import evaluate_corruptions
@@ -217,4 +219,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "distill.py"))

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 from mnist_zoo.inference.batched import batched_logits
 from mnist_zoo.models import with_plain_layers
 
@@ -172,4 +173,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "fast_layers.py"))

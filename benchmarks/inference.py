@@ -47,6 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mnist_zoo
 from mnist_zoo.devices import select_precision
+from mnist_zoo.errors import run_command
 from mnist_zoo.export import OnnxModel, export
 from mnist_zoo.inference import Prediction
 from mnist_zoo.inference.batched import (
@@ -286,4 +287,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "inference.py"))

@@ -18,10 +18,12 @@ import argparse
 import dataclasses
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 from mnist_zoo.robustness import evaluate_corruptions
 from mnist_zoo.training import RandomAffine, RandomAppearance, Trainer, get_recipe
 from mnist_zoo.training.batches import in_memory, split_validation
@@ -153,4 +155,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "recipes.py"))

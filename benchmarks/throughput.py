@@ -28,6 +28,7 @@ from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 from mnist_zoo.training import Trainer
 
 
@@ -110,4 +111,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "throughput.py"))

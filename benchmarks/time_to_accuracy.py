@@ -22,6 +22,7 @@ from study_loop import StudyLoop
 from torch.utils.data import Subset
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 from mnist_zoo.training import Callback, Trainer
 
 #: Test accuracies the study published after 30 epochs.
@@ -127,4 +128,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "time_to_accuracy.py"))

@@ -16,6 +16,7 @@ test set (see docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 import mnist_zoo
 from mnist_zoo.calibration import apply_temperature
 from mnist_zoo.data import MNIST
+from mnist_zoo.errors import run_command
 from mnist_zoo.inference import batched_logits, stored_temperature, tta_logits
 from mnist_zoo.pipeline import recorded_validation_split
 
@@ -79,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "tta_validation.py"))

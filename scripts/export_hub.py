@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import mnist_zoo
+from mnist_zoo.errors import run_command
 from mnist_zoo.hub import load_onnx, sha256_file, write_onnx
 from mnist_zoo.inference.batched import batched_logits
 
@@ -51,4 +52,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "export_hub.py"))

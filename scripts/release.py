@@ -47,6 +47,7 @@ import torch
 import mnist_zoo
 from mnist_zoo.atomic import atomic_write
 from mnist_zoo.ensemble import PRETRAINED_MEMBERS, ensemble_members
+from mnist_zoo.errors import run_command
 from mnist_zoo.hub import LIBRARY_NAME, save_pretrained, sha256_file, write_card
 from mnist_zoo.pipeline import HUB_OWNER
 
@@ -345,4 +346,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "release.py"))

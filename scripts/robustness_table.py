@@ -37,6 +37,7 @@ from torch import nn
 
 import mnist_zoo
 from mnist_zoo.calibration import fit_temperature
+from mnist_zoo.errors import run_command
 from mnist_zoo.hub import sha256_file
 from mnist_zoo.inference import stored_temperature
 from mnist_zoo.pipeline import recorded_validation_split
@@ -213,4 +214,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "robustness_table.py"))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ import torch
 import mnist_zoo
 from mnist_zoo.calibration import apply_temperature
 from mnist_zoo.data import MNIST
+from mnist_zoo.errors import run_command
 from mnist_zoo.inference import batched_logits, stored_temperature
 from mnist_zoo.pipeline import recorded_validation_split
 from mnist_zoo.robustness import CORRUPTIONS, corrupted_test_set
@@ -157,4 +159,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "select_members.py"))
