@@ -73,13 +73,12 @@ def _accuracy_of(pin: Any) -> str:
 
 
 def _cmd_check_data(args: argparse.Namespace) -> int:
-    from .data import check_mnist, default_root, download_mnist, require_mnist
+    from .data import check_mnist, download_mnist, require_mnist
 
-    root = default_root() if args.root is None else Path(args.root).expanduser()
     if args.download:
-        download_mnist(root)
+        download_mnist(args.root)
     try:
-        require_mnist(root)
+        root = require_mnist(args.root)
     except MNISTNotFoundError as err:
         # Nothing to check: one line in this command's terms, not a table of checks not run.
         raise _missing_data(err, _CHECK_DATA_HINT) from None

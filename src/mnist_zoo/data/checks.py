@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IDXFormatError, MNISTNotFoundError
-from .files import MNIST_MEAN, MNIST_STD, SPLITS, _locate, default_root
+from .files import MNIST_MEAN, MNIST_STD, SPLITS, _locate, _resolve_root
 from .idx import read_idx
 
 __all__ = ["CheckResult", "DataCheckReport", "check_mnist"]
@@ -114,7 +114,7 @@ def check_mnist(root: str | os.PathLike[str] | None = None) -> DataCheckReport:
     Returns:
         The report; ``report.passed`` tells whether every check passed.
     """
-    root = default_root() if root is None else Path(root).expanduser()
+    root = _resolve_root(root)
     report = DataCheckReport(root=root)
     arrays: _Arrays = {}
     for split in SPLITS:

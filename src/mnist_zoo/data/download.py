@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from ..atomic import atomic_writer
 from ..errors import DownloadError, InvalidArgumentError
-from .files import KINDS, SPLITS, candidate_names, default_root, find_mnist_file
+from .files import KINDS, SPLITS, _resolve_root, candidate_names, find_mnist_file
 
 __all__ = ["MIRRORS", "MNIST_MD5S", "MNIST_SIZES", "DownloadError", "download_mnist"]
 
@@ -122,7 +122,7 @@ def download_mnist(
     """
     _check_seconds("timeout", timeout)
     _check_seconds("deadline", deadline)
-    root = default_root() if root is None else Path(root).expanduser()
+    root = _resolve_root(root)
     # Looked up at call time so the module constants can be swapped (tests, private mirrors).
     mirrors = MIRRORS if mirrors is None else tuple(mirrors)
     if sizes is None:

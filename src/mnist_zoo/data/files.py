@@ -58,6 +58,11 @@ def default_root() -> Path:
     return Path.home() / ".cache" / "mnist_zoo" / "mnist"
 
 
+def _resolve_root(root: str | os.PathLike[str] | None) -> Path:
+    """``root`` as a path with ``~`` expanded, or :func:`default_root` for ``None``."""
+    return default_root() if root is None else Path(root).expanduser()
+
+
 def check_split(split: str) -> None:
     """Raise unless ``split`` is one of :data:`SPLITS`.
 
@@ -137,7 +142,7 @@ def require_mnist(root: str | os.PathLike[str] | None = None) -> Path:
         MNISTNotFoundError: A file is missing; its ``missing`` lists every one (a
             ``FileNotFoundError``).
     """
-    root = default_root() if root is None else Path(root).expanduser()
+    root = _resolve_root(root)
     missing = [f"{s} {k}" for s in SPLITS for k in KINDS if find_mnist_file(root, s, k) is None]
     if missing:
         raise MNISTNotFoundError(

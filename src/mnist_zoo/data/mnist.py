@@ -22,6 +22,7 @@ from .files import (
     DATA_ENV_VAR,
     SPLITS,
     _locate,
+    _resolve_root,
     candidate_names,
     check_split,
     default_root,
@@ -110,7 +111,7 @@ class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     ) -> None:
         check_split(split)
         self.split = split
-        self.root = default_root() if root is None else Path(root).expanduser()
+        self.root = _resolve_root(root)
         if download:
             download_mnist(self.root)
         images_path = _locate(self.root, split, "images")
