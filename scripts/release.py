@@ -23,8 +23,9 @@ members, the accuracy and the inference cost), and print the ``PretrainedWeights
 disagrees with its measured accuracy.
 
 Every card, the ensemble's included, is rendered from the package's one model-card template
-(``mnist_zoo/hub/templates/model_card.md``). ``--cards-only`` re-renders the four cards from
-the ``config.json`` already in each folder (and brings its ``library_name`` up to date), without
+(``mnist_zoo/hub/templates/model_card.md``). ``--cards-only`` re-renders the four cards of the
+default release, and those of each archived release in ``hub/TAG/``, from the ``config.json``
+already in each folder (and brings its ``library_name`` up to date), without
 reading MNIST or rewriting a single byte of the weights. ``--pins`` prints the ``PRETRAINED``
 block of ``src/mnist_zoo/models.py`` for the files as they are in ``hub/``: each weights
 file's SHA-256 and size and its ``config.json``'s SHA-256; ``--write-pins`` also replaces the
@@ -293,8 +294,10 @@ def main() -> int:
             print(f"wrote {MODELS_PY}")
         return 0
     if args.cards_only:
-        for card in refresh_cards(args.hub_dir):
-            print(f"wrote {card}")
+        # The archived releases' cards too: their configs are pinned, their cards are not.
+        for hub_dir in (args.hub_dir, *(args.hub_dir / tag for tag in release_tags(args.hub_dir))):
+            for card in refresh_cards(hub_dir):
+                print(f"wrote {card}")
         return 0
     test = mnist_zoo.MNIST(args.data, split="test")
 

@@ -8,6 +8,7 @@ the other checks need only the package.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -212,7 +213,12 @@ def test_quickstart_python_tab_saves_what_load_pretrained_loads_back(
     assert all(torch.equal(expected[k], got[k]) for k in expected)
     config = json.loads((tmp_path / "runs/simplecnn/config.json").read_text())
     assert config["metrics"]["test_accuracy"] == namespace["result"].accuracy  # type: ignore[attr-defined]
-    assert config["recipe"]["epochs"] == 1
+    # The command-line tab's recipe: the registry's, not the bare Trainer's BASE_RECIPE.
+    registry_recipe = mnist_zoo.training.get_recipe("simplecnn")
+    assert registry_recipe != mnist_zoo.training.BASE_RECIPE
+    ran = dataclasses.replace(registry_recipe, epochs=1, val_size=100,
+                              precision=config["recipe"]["precision"])  # fmt: skip
+    assert config["recipe"] == json.loads(json.dumps(dataclasses.asdict(ran)))
     assert (tmp_path / "runs/simplecnn/checkpoints/last.pt").is_file()
 
 

@@ -12,6 +12,8 @@ import dataclasses
 import json
 import logging
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,9 +29,10 @@ from hub_server import FakeHub
 from huggingface_hub import ModelCard
 
 import mnist_zoo
-from mnist_zoo import hub, registry
+from mnist_zoo import cli, hub, registry
 from mnist_zoo.errors import InvalidArgumentError
 from mnist_zoo.registry import ModelEntry, PretrainedWeights, UnknownModelError
+from mnist_zoo.training import BASE_RECIPE, TrainConfig, get_recipe
 
 REPO = "test/simplecnn"
 NAME = "testcnn_hub"
@@ -485,6 +488,51 @@ def test_the_cards_snippet_loads_the_weights_the_card_describes(tmp_path):
         assert hub.sha256_file(again / WEIGHTS) == hub.sha256_file(folder / WEIGHTS)
         line, repo = _snippet_and_repo(again)
         assert repo == "mnist-zoo/simplecnn" and line.endswith(f'load_pretrained("{name}")')
+
+
+def _train_command(folder: Path) -> str | None:
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    found = re.findall(r"^Reproduce these weights with `(mnist-zoo train [^`]*)`", card, re.M)
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def _recipe_of_command(command: str) -> TrainConfig:
+    """The recipe ``mnist-zoo train ...`` would train, as the CLI sets it up."""
+    args = cli.build_parser().parse_args(shlex.split(command)[1:])
+    return dataclasses.replace(get_recipe(args.name, args.release), **cli.recipe_overrides(args))
+
+
+@pytest.mark.parametrize("tag", ["", "v0.1.0", "v0.2.0", "v0.3.0"])
+@pytest.mark.parametrize("name", registry.list_pretrained())
+def test_each_published_card_names_the_command_that_trains_its_recipe(name, tag):
+    folder = CHECKOUT_HUB / tag / name
+    command = _train_command(folder)
+    assert command is not None, f"{folder}'s card names no mnist-zoo train command"
+    recorded = TrainConfig.from_dict(json.loads((folder / "config.json").read_text())["recipe"])
+    assert _recipe_of_command(command) == recorded
+    assert "--limit" not in command
+
+
+def test_a_card_names_the_options_a_run_changed_or_says_no_command_gives_it(tmp_path):
+    model = mnist_zoo.create_model("simplecnn")
+    smoke = dataclasses.replace(get_recipe("simplecnn"), epochs=1, lr=1e-3, precision="fp32")
+    metrics = {"test_accuracy": 0.5, "num_train_images": 600}
+    folder = hub.save_pretrained(model, tmp_path / "smoke", recipe=smoke, metrics=metrics)
+    command = _train_command(folder)
+    assert command == "mnist-zoo train simplecnn --epochs 1 --lr 0.001 --precision fp32 --limit 600"
+    assert _recipe_of_command(command) == smoke
+    assert "on the first 600 training images" in (folder / "README.md").read_text()
+    # The base recipe (Trainer(model)) is v0.1.0's, so the command starts from that release.
+    base = dataclasses.replace(BASE_RECIPE, epochs=1, precision="bf16")
+    command = _train_command(hub.save_pretrained(model, tmp_path / "base", recipe=base))
+    assert command == "mnist-zoo train simplecnn --release v0.1.0 --epochs 1 --precision bf16"
+    # No option sets the appearance augmentation to something no release used.
+    odd = dataclasses.replace(smoke, appearance={"stroke": 0.25})
+    folder = hub.save_pretrained(model, tmp_path / "odd", recipe=odd)
+    assert _train_command(folder) is None
+    card = (folder / "README.md").read_text()
+    assert "No `mnist-zoo train` command gives the recipe below" in card
 
 
 def test_card_is_rendered_from_the_shipped_template(published, tmp_path, monkeypatch):

@@ -54,6 +54,10 @@ def test_the_folder_is_in_hub_layout_with_the_runs_metrics(run: TrainingRun) -> 
     # One name for the training time everywhere, summed over the epochs.
     assert metrics["train_time_s"] == round(sum(run.history["epoch_time_s"]), 1)
     assert "train_wall_time_s" not in metrics
+    # A smoke run says so: the card's command repeats --limit, and the card names the count.
+    assert metrics["num_train_images"] == 3000
+    card = (run.out / "README.md").read_text()
+    assert "--limit 3000` (" in card and "on the first 3,000 training images" in card
 
 
 def test_the_recipe_is_stored_as_data_with_the_resolved_precision(run: TrainingRun) -> None:

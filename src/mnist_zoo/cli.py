@@ -168,15 +168,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     _check_release(args.release)
     _check_limit(args.name, args.limit, args.val_size, args.release)
-    overrides = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "precision": args.precision,
-        "seed": args.seed,
-        "split_seed": args.split_seed,
-        "val_size": args.val_size,
-    }
     try:
         run = train_and_save(
             args.name,
@@ -191,13 +182,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
             progress="plain" if args.no_progress else "auto",
             suite=not args.no_suite,
             release=args.release,
-            **{k: v for k, v in overrides.items() if v is not None},
+            **recipe_overrides(args),
         )
     except MNISTNotFoundError as err:
         raise _missing_data(err) from err
     print(run.summary())
     _print_calibration(run.calibration, run.metrics.get("robustness"))
     return 0
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe settings a parsed ``mnist-zoo train`` command line sets.
+
+    Args:
+        args: What ``build_parser().parse_args(["train", ...])`` returned.
+
+    Returns:
+        The settings given as options (``--epochs 1`` gives ``{"epochs": 1}``), by the name of
+        the ``TrainConfig`` field; model cards name the same options (``TRAIN_OPTIONS``).
+    """
+    from .hub.provenance import TRAIN_OPTIONS
+
+    given = {s: getattr(args, option[2:].replace("-", "_")) for s, option in TRAIN_OPTIONS.items()}
+    return {setting: value for setting, value in given.items() if value is not None}
 
 
 def _print_calibration(calibration: dict | None, suite: dict | None) -> None:

@@ -225,6 +225,8 @@ def train_and_save(
     metrics = run_metrics(result, history)
     if trainer.recipe_changes:
         metrics["recipe_changes"] = trainer.recipe_changes
+    if limit is not None and limit < len(train):
+        metrics["num_train_images"] = limit  # a smoke run: its card says so, with --limit N
     model, calibration, scored = trainer.model.cpu(), None, (images, labels, logits)
     if trainer.is_main_process:
         calibration = _calibrate_and_suite(model, trainer, fitted, scored, metrics, suite)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._version import __version__
 from ..registry import ModelEntry
 from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME
+from .provenance import train_command
 from .verify import released_tag
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
     recipe = dict(config.get("recipe") or {})
     repo_name = (config.get("repo_id") or entry.name).split("/")[-1]
     load_name, load_comment = _load_line(config, entry)
+    train_images = metrics.get("num_train_images")  # recorded only when --limit cut the set
+    release = released_tag(entry, config["sha256"])
+    command = train_command(entry, recipe, release=release, train_images=train_images)
     kwargs = config.get("model_kwargs") or {}
     fields = {
         **_common_fields(config, metrics, title=repo_name),
@@ -70,6 +74,8 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
         "architecture": f"{entry.name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})",
         "num_parameters": f"{num_parameters:,}",
         "recipe_rows": recipe_rows(recipe),
+        "train_command": command,
+        "train_images": None if train_images is None else _count(train_images),
         "validation": _validation(metrics, recipe),
         "sha256": config["sha256"],
     }

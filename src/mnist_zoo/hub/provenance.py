@@ -132,3 +132,75 @@ def default_recipe(entry: ModelEntry) -> dict[str, Any]:
     from ..training import get_recipe
 
     return recipe_as_dict(get_recipe(entry.name))
+
+
+#: The recipe settings ``mnist-zoo train`` takes as options, with the option of each.
+TRAIN_OPTIONS = {
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "precision": "--precision",
+    "seed": "--seed",
+    "split_seed": "--split-seed",
+    "val_size": "--val-size",
+}
+
+
+def train_command(
+    entry: ModelEntry,
+    recipe: Mapping[str, Any],
+    *,
+    release: str | None = None,
+    train_images: int | None = None,
+) -> str | None:
+    """The ``mnist-zoo train`` command that trains ``recipe``, or ``None`` when none does.
+
+    The command starts from the recipe of the model's default release (or of one of its other
+    releases) and names, as options, the settings in which ``recipe`` differs from it; the
+    starting point with the fewest options wins, ``release`` first on a tie. A recipe that
+    differs in a setting the command has no option for (``appearance``, say) has no command.
+
+    Args:
+        entry: The registry entry of the architecture.
+        recipe: The recipe as ``config.json`` stores it (settings it lacks are the base's).
+        release: The release these weights are, tried first.
+        train_images: How many training images the run was limited to (``--limit``), or
+            ``None`` for all of them.
+
+    Returns:
+        The command, e.g. ``"mnist-zoo train simplecnn --release v0.1.0 --precision bf16"``;
+        ``None`` for an empty ``recipe`` too.
+    """
+    from ..training import RELEASE_RECIPES, TrainConfig, get_recipe
+
+    if not recipe:
+        return None  # not recorded: no command is known to give it
+    try:
+        wanted = recipe_as_dict(TrainConfig.from_dict(recipe))
+    except (InvalidArgumentError, TypeError):
+        return None  # not a recipe this version can train: no command gives it
+    starts = [tag for tag in entry.releases if tag in RELEASE_RECIPES and tag != release]
+    starts = [release, None, *starts] if release in RELEASE_RECIPES else [None, *starts]
+    best: list[str] | None = None
+    for tag in starts:
+        options = _options(recipe_as_dict(get_recipe(entry.name, tag)), wanted)
+        if options is not None and tag not in (None, entry.default_release):
+            options = ["--release", tag, *options]
+        if options is not None and (best is None or len(options) < len(best)):
+            best = options
+    if best is None:
+        return None
+    limit = [] if train_images is None else ["--limit", str(train_images)]
+    return " ".join(["mnist-zoo", "train", entry.name, *best, *limit])
+
+
+def _options(base: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str] | None:
+    """The ``mnist-zoo train`` options that turn recipe ``base`` into ``wanted``, if any do."""
+    options: list[str] = []
+    for key, value in wanted.items():
+        if base.get(key) == value:
+            continue
+        if key not in TRAIN_OPTIONS or value is None:
+            return None  # no option sets this setting (or sets it back to None)
+        options += [TRAIN_OPTIONS[key], f"{value:g}" if isinstance(value, float) else str(value)]
+    return options

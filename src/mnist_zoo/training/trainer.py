@@ -57,9 +57,9 @@ __all__ = ["Trainer"]
 class Trainer:
     """Train, evaluate and checkpoint an MNIST model with a recipe (a :class:`TrainConfig`).
 
-    ``Trainer(model)`` trains with exactly :data:`BASE_RECIPE`, the recipe of the zoo's models
-    and of ``mnist-zoo train``. Keyword arguments named like a recipe setting change it:
-    ``Trainer(model, epochs=3)`` trains with ``dataclasses.replace(BASE_RECIPE, epochs=3)``.
+    ``Trainer(model)`` trains with exactly :data:`BASE_RECIPE` (v0.1.0's; :meth:`from_recipe`
+    takes a model's own). Keyword arguments named like a recipe setting change it:
+    ``Trainer(model, epochs=3)`` trains ``dataclasses.replace(BASE_RECIPE, epochs=3)``.
 
     Args:
         model: Any ``nn.Module`` taking float images (N, 1, 28, 28) in [0, 1].
