@@ -455,7 +455,107 @@ def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, t
     assert init["token"] == "hf_x" and init["library_name"] == "mnist_zoo"
     _, _, upload = RecordingApi.calls[-1]
     assert upload["repo_id"] == REPO and upload["revision"] == "v1"
+    assert sorted(upload["allow_patterns"]) == sorted(hub.HUB_FILES)  # no model.onnx there
+
+
+class TaggedRepo:
+    """Stands in for HfApi on a repo whose tags name given weights; records what is sent."""
+
+    tags: dict[str, str] = {}  # tag -> the SHA-256 of the tagged commit's model.safetensors
+    calls: list[str] = []
+
+    def __init__(self, **kwargs: object) -> None:
+        pass
+
+    def create_repo(self, repo_id: str, **kwargs: object) -> None:
+        self.calls.append("create_repo")
+
+    def list_repo_refs(self, repo_id: str) -> SimpleNamespace:
+        refs = [
+            SimpleNamespace(name=tag, target_commit=f"{i:040x}") for i, tag in enumerate(self.tags)
+        ]
+        return SimpleNamespace(tags=refs)
+
+    def get_paths_info(self, repo_id: str, paths: list[str], *, revision: str) -> list:
+        sha256 = list(self.tags.values())[int(revision, 16)]
+        return [SimpleNamespace(path=paths[0], lfs=SimpleNamespace(sha256=sha256))]
+
+    def upload_folder(self, **kwargs: object) -> SimpleNamespace:
+        self.calls.append("upload_folder")
+        return SimpleNamespace(oid="f" * 40)
+
+    def create_tag(self, repo_id: str, *, tag: str, revision: str) -> None:
+        self.calls.append(f"create_tag {tag} {revision[:4]}")
+
+
+def test_a_release_tag_is_never_moved(monkeypatch, published, tmp_path):
+    monkeypatch.setattr(huggingface_hub, "HfApi", TaggedRepo)
+    folder = published.folder_a
+    # A new tag names the new commit.
+    TaggedRepo.tags, TaggedRepo.calls = {}, []
+    hub.push_to_hub(folder, REPO, tag="v9.0.0")
+    assert TaggedRepo.calls == ["create_repo", "upload_folder", "create_tag v9.0.0 ffff"]
+    # A tag already on these weights stays where it is.
+    TaggedRepo.tags, TaggedRepo.calls = {"v9.0.0": published.sha_a}, []
+    hub.push_to_hub(folder, REPO, tag="v9.0.0")
+    assert TaggedRepo.calls == ["create_repo", "upload_folder"]
+    # A tag on other weights is refused before anything is uploaded.
+    TaggedRepo.tags, TaggedRepo.calls = {"v9.0.0": "0" * 64}, []
+    with pytest.raises(InvalidArgumentError, match="already has the tag 'v9.0.0'") as err:
+        hub.push_to_hub(folder, REPO, tag="v9.0.0")
+    assert "Nothing was uploaded" in str(err.value) and "choose a new tag" in str(err.value)
+    assert TaggedRepo.calls == ["create_repo"]
+
+
+def test_push_uploads_model_onnx_only_if_the_config_records_it(monkeypatch, published, tmp_path):
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    folder = Path(shutil.copytree(published.folder_a, tmp_path / "folder"))
+    (folder / "model.onnx").write_bytes(b"an export of earlier weights")
+    RecordingApi.calls = []
+    with pytest.raises(hub.InvalidHubFolderError, match="records none.*nothing was"):
+        hub.push_to_hub(folder, REPO)
+    assert RecordingApi.calls == []
+    config = json.loads((folder / "config.json").read_text())
+    config["onnx_sha256"] = hub.sha256_file(folder / "model.onnx")
+    (folder / "config.json").write_text(json.dumps(config))
+    hub.push_to_hub(folder, REPO)
+    _, _, upload = RecordingApi.calls[-1]
     assert sorted(upload["allow_patterns"]) == sorted([*hub.HUB_FILES, "model.onnx"])
+    RecordingApi.calls = []
+    (folder / "model.onnx").unlink()
+    hub.push_to_hub(folder, REPO)
+    _, _, upload = RecordingApi.calls[-1]
+    assert sorted(upload["allow_patterns"]) == sorted(hub.HUB_FILES)
+
+
+def test_mnist_zoo_push_tags_the_release_the_folder_holds(monkeypatch, published, tmp_path, capsys):
+    monkeypatch.setattr(huggingface_hub, "HfApi", TaggedRepo)
+    release = Path(shutil.copytree(CHECKOUT_HUB / "simplecnn", tmp_path / "simplecnn"))
+    default = registry.get_model_entry("simplecnn").default_release
+    for argv, tag in [
+        ([], default),  # the checkout's hub/simplecnn holds the default release's file
+        (["--no-tag"], None),
+        (["--tag", "v9.0.0"], "v9.0.0"),
+    ]:
+        TaggedRepo.tags, TaggedRepo.calls = {}, []
+        assert (
+            cli.main(["push", "simplecnn", "--repo-id", REPO, "--folder", str(release), *argv]) == 0
+        )
+        assert TaggedRepo.calls[1:] == [
+            "upload_folder",
+            *([f"create_tag {tag} ffff"] if tag else []),
+        ]
+        assert (f"tagged {tag}:" in capsys.readouterr().out) is (tag is not None)
+    # A run's own weights are no release: nothing is tagged unless --tag says so.
+    TaggedRepo.tags, TaggedRepo.calls = {}, []
+    assert (
+        cli.main(["push", "simplecnn", "--repo-id", REPO, "--folder", str(published.folder_a)]) == 0
+    )
+    assert TaggedRepo.calls == ["create_repo", "upload_folder"]
+    # The project's own tag on other weights: one line, status 2, and nothing uploaded.
+    TaggedRepo.tags, TaggedRepo.calls = {default: "0" * 64}, []
+    assert cli.main(["push", "simplecnn", "--repo-id", REPO, "--folder", str(release)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and TaggedRepo.calls == ["create_repo"]
 
 
 # ----------------------------------------------------------------------------------------------

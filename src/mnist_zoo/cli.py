@@ -270,13 +270,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from .hub import push_to_hub
+    from .hub.push import push_to_hub, release_of
 
     folder = Path(args.folder or f"hub/{args.name}")
-    url = push_to_hub(
-        folder, args.repo_id, token=args.token, commit_message=args.message, tag=args.tag
-    )
-    print(f"Pushed {folder} to {args.repo_id}: {url}")
+    tag = None if args.no_tag else args.tag or release_of(folder)
+    url = push_to_hub(folder, args.repo_id, token=args.token, commit_message=args.message, tag=tag)
+    print(f"Pushed {folder} to {args.repo_id}{f', tagged {tag}' if tag else ''}: {url}")
     return 0
 
 
@@ -419,8 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="Hub token (default: the logged-in one)")
     p.add_argument("--message", default="Upload mnist_zoo weights", help="commit message")
     p.add_argument(
-        "--tag", default=f"v{__version__}", help="tag the new commit (default: %(default)s)"
+        "--tag",
+        help="tag the new commit (default: the release whose pinned weights the folder holds, "
+        "e.g. v0.3.0 for hub/minivgg; none for other weights)",
     )
+    p.add_argument("--no-tag", action="store_true", help="tag nothing")
     p.set_defaults(func=_cmd_push)
     return parser
 

@@ -222,11 +222,7 @@ def train_and_save(
     images, labels = test.images[:test_limit], test.targets[:test_limit]
     logits = batched_logits(trainer.model, images, device=trainer.device).cpu()
     result = result_from_logits(logits, labels)
-    metrics = run_metrics(result, history)
-    if trainer.recipe_changes:
-        metrics["recipe_changes"] = trainer.recipe_changes
-    if limit is not None and limit < len(train):
-        metrics["num_train_images"] = limit  # a smoke run: its card says so, with --limit N
+    metrics = {**run_metrics(result, history), **_run_notes(trainer, limit, len(train))}
     model, calibration, scored = trainer.model.cpu(), None, (images, labels, logits)
     if trainer.is_main_process:
         calibration = _calibrate_and_suite(model, trainer, fitted, scored, metrics, suite)
@@ -235,6 +231,17 @@ def train_and_save(
         entry.name, model, history, result, metrics, trainer.resolved_config, out, wall,
         calibration,
     )  # fmt: skip
+
+
+def _run_notes(trainer: Trainer, limit: int | None, available: int) -> dict[str, Any]:
+    """What a run's metrics record besides its scores: the recipe changes a resume allowed,
+    and the number of training images when ``limit`` cut the set (the card then says so)."""
+    notes: dict[str, Any] = {}
+    if trainer.recipe_changes:
+        notes["recipe_changes"] = trainer.recipe_changes
+    if limit is not None and limit < available:
+        notes["num_train_images"] = limit
+    return notes
 
 
 def _calibrate_and_suite(

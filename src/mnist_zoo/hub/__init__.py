@@ -79,7 +79,7 @@ from .loading import (
     load_pretrained_ensemble,
 )
 from .onnx import load_onnx, write_onnx
-from .remote import push_to_hub
+from .push import push_to_hub
 
 __all__ = [
     "CARD_NAME",

@@ -1,4 +1,4 @@
-"""The network side of the Hub: download files into the cache, evict bad ones, publish folders.
+"""The network side of the Hub: download files into the cache, and evict bad ones.
 
 Downloads go through ``huggingface_hub.hf_hub_download``, so its cache and environment
 variables work as Hub users expect: ``HF_HOME`` / ``HF_HUB_CACHE`` (where), ``HF_ENDPOINT``
@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, NoReturn
 # most runs load a local folder. Its constants and errors are cheap.
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .._version import __version__
 from ..errors import (
@@ -41,26 +40,21 @@ from ..errors import (
     HubRepoNotFoundError,
     HubRevisionNotFoundError,
     HubUnavailableError,
-    InvalidArgumentError,
 )
-from .folder import complete_save
-from .layout import CONFIG_NAME, HUB_FILES, ONNX_NAME, SHA256_PATTERN
-from .reading import check_folder, load_folder
+from .layout import CONFIG_NAME, HUB_FILES, SHA256_PATTERN
 from .verify import read_limited, same_sha256
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
-
     from ..registry import PretrainedWeights
 
 __all__ = [
+    "CLIENT",
     "FetchedFile",
     "blob_of",
     "check_pinned_config",
     "download",
     "evict",
     "fetch_file",
-    "push_to_hub",
     "reject",
     "transport_errors",
 ]
@@ -68,7 +62,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: How the package introduces itself to the Hub (in the User-Agent of every request).
-_CLIENT = {"library_name": "mnist_zoo", "library_version": __version__}
+CLIENT = {"library_name": "mnist_zoo", "library_version": __version__}
 
 
 @dataclass(frozen=True)
@@ -221,7 +215,7 @@ def download(
                 cache_dir=cache_dir,
                 local_files_only=local_files_only,
                 endpoint=endpoint,
-                **_CLIENT,
+                **CLIENT,
             )
         )
     # Order matters: the first three are all HTTP errors, a gated repo is a RepositoryNotFound.
@@ -351,80 +345,3 @@ def evict(pointer: Path) -> str:
     if failed:
         return f"It was not loaded; deleting it from the cache failed ({', '.join(failed)})."
     return "The file was deleted from the cache and not loaded. Run again to download it afresh."
-
-
-def push_to_hub(
-    folder: str | os.PathLike[str],
-    repo_id: str,
-    *,
-    revision: str | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload mnist_zoo weights",
-    private: bool | None = None,
-    endpoint: str | None = None,
-    tag: str | None = None,
-) -> CommitInfo:
-    """Upload a folder written by :func:`~mnist_zoo.hub.save_pretrained` to a Hub model repo.
-
-    The folder is checked (all three files present, weights load into the architecture the
-    config names) before any network call; a :func:`~mnist_zoo.hub.save_pretrained`
-    interrupted after its switch is finished first (see
-    :func:`~mnist_zoo.hub.folder.complete_save`). The repo, and the branch if ``revision`` names
-    one, are created if missing.
-
-    Args:
-        folder: A folder written by :func:`~mnist_zoo.hub.save_pretrained`.
-        repo_id: The target repo, ``"owner/name"``.
-        revision: Branch to commit to; default ``main``.
-        token: Hub token with write access; default: the one ``hf auth login`` saved.
-        commit_message: The commit's summary line.
-        private: Visibility if the repo is created; ``None`` keeps the Hub's default.
-        endpoint: Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
-        tag: Also tag the new commit, e.g. ``"v0.1.0"``: the registry pins a release's
-            weights by such a tag plus the file's SHA-256.
-
-    Returns:
-        The commit: a ``str`` of its URL, with the commit sha in ``.oid``.
-
-    Raises:
-        InvalidHubFolderError: The folder is missing or incomplete.
-        ChecksumMismatchError: The folder's weights are not the ones its config records.
-        WeightsMismatchError: The weights do not fit the architecture the config names.
-        InvalidArgumentError: ``repo_id`` is not a valid repo id (a ``ValueError``).
-        HubUnavailableError: The Hub could not be reached (refused, stalled, no network).
-        huggingface_hub.errors.HfHubHTTPError: The Hub refused or failed a request.
-    """
-    folder = Path(folder)
-    complete_save(folder)  # a save_pretrained interrupted after its switch is finished first
-    check_folder(folder)
-    load_folder(folder)  # never publish weights that would not load
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise InvalidArgumentError(f"Invalid repo_id {repo_id!r}: {err}") from None
-
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token, **_CLIENT)
-    try:
-        api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-        if revision not in (None, "main"):
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            revision=revision,
-            commit_message=commit_message,
-            allow_patterns=[*HUB_FILES, ONNX_NAME],
-        )
-        if tag is not None:
-            api.create_tag(repo_id, tag=tag, revision=commit.oid, exist_ok=True)
-    except Exception as err:
-        if not isinstance(err, transport_errors()):
-            raise
-        raise HubUnavailableError(
-            f"Cannot publish {folder} to {repo_id}: the Hub at "
-            f"{endpoint or hf_constants.ENDPOINT} could not be reached ({type(err).__name__}: "
-            f"{err}). Check the network and HF_ENDPOINT (or endpoint=), then push again."
-        ) from err
-    return commit
