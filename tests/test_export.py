@@ -180,6 +180,10 @@ def test_onnx_predict_is_the_packages_predict(published_onnx: dict[str, Path]) -
         onnx_model.predict(torch.rand(2, 3, 28, 28))
     with pytest.raises(InvalidArgumentError):
         onnx_model.logits(torch.rand(2, 28, 28))
+    # The file refuses what the model refuses: floats in 0-255 would read as noise.
+    with pytest.raises(mnist_zoo.errors.ImageError, match="Divide 0-255 values by 255"):
+        onnx_model.logits(torch.rand(2, 1, 28, 28) * 255)
+    assert onnx_model.logits((torch.rand(2, 1, 28, 28) * 255).to(torch.uint8)).shape == (2, 10)
 
 
 @pytest.mark.slow

@@ -90,6 +90,24 @@ def test_uint8_input_is_a_clear_error() -> None:
         model(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_images_in_another_convention_are_refused_at_inference(name: str) -> None:
+    model = create_model(name).eval()
+    x = torch.rand(4, 1, 28, 28)
+    for wrong, needle in [
+        (x * 255, "Divide 0-255 values by 255"),
+        ((x - 0.1307) / 0.3081, "the models standardise images themselves"),
+        (x * 2 - 1, "the models standardise images themselves"),
+        (torch.full_like(x, float("nan")), "NaN or infinite"),
+    ]:
+        with pytest.raises(mnist_zoo.errors.ImageError, match=needle):
+            model(wrong)
+    # A resampling's overshoot is not another convention; training is not checked (the
+    # Trainer checks its data once, and a batch check per step would cost a sync on a GPU).
+    assert model(x * 1.2 - 0.1).shape == (4, 10)
+    assert model.train()(x * 255).shape == (4, 10)
+
+
 def test_minivgg_dropout_is_configurable() -> None:
     model = create_model("minivgg", dropout=0.25)
     drops = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data import MNIST_MEAN, MNIST_STD
+from .data import MNIST_MEAN, MNIST_STD, check_pixels
 from .errors import ImageError
 from .fast_layers import Features, Flatten, MaxPool2d, with_plain_layers
 from .heads import ZooModel, check_num_classes
@@ -31,6 +31,16 @@ __all__ = [
     "ZooModel",
     "with_plain_layers",
 ]
+
+
+def _tracing() -> bool:
+    """Whether the forward is being traced (export, compile): no data-dependent checks then."""
+    return (
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+    )
 
 
 class Standardize(nn.Module):
@@ -58,7 +68,8 @@ class Standardize(nn.Module):
             ``(x - mean) / std``, of the same shape.
 
         Raises:
-            ImageError: ``x`` is not of shape (N, 1, 28, 28) (a ``ValueError``).
+            ImageError: ``x`` is not of shape (N, 1, 28, 28), or (in eval mode) holds NaN,
+                infinite values or values more than 0.5 outside [0, 1] (a ``ValueError``).
             TypeError: ``x`` is not a float tensor.
         """
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
@@ -70,6 +81,10 @@ class Standardize(nn.Module):
             raise TypeError(
                 f"Expected float images in [0, 1], got dtype {x.dtype}; divide uint8 by 255."
             )
+        if not self.training and not _tracing():
+            # Images in another convention (0-255, standardised) would give wrong answers
+            # without an error: refuse them at inference, where no data check ran before.
+            check_pixels(x, tolerance=0.5)
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:

@@ -36,7 +36,7 @@ from .files import (
     require_mnist,
 )
 from .idx import IDX_DTYPES, read_idx, write_idx
-from .mnist import MNIST, to_float_images
+from .mnist import MNIST, check_pixels, to_float_images
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -58,6 +58,7 @@ __all__ = [
     "MNISTNotFoundError",
     "candidate_names",
     "check_mnist",
+    "check_pixels",
     "default_root",
     "download_mnist",
     "find_mnist_file",

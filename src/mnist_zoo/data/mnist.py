@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import MNISTFormatError, MNISTNotFoundError
+from ..errors import ImageError, MNISTFormatError, MNISTNotFoundError
 from .download import download_mnist
 from .files import (
     DATA_ENV_VAR,
@@ -37,6 +37,7 @@ __all__ = [
     "MNISTFormatError",
     "MNISTNotFoundError",
     "candidate_names",
+    "check_pixels",
     "default_root",
     "find_mnist_file",
     "to_float_images",
@@ -59,6 +60,39 @@ def to_float_images(images: torch.Tensor) -> torch.Tensor:
         as it is (a float32 tensor is returned unchanged, not copied).
     """
     return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+
+
+def check_pixels(images: torch.Tensor, *, tolerance: float = 1e-6) -> None:
+    """Refuse pixels outside the package's convention, without converting them.
+
+    Args:
+        images: Pixels of any shape: uint8 0-255 or bool pass as they are; float must be in
+            [0, 1], within ``tolerance``.
+        tolerance: How far outside [0, 1] a float may be: by default a float round-off from
+            the caller's own scaling. The models' own check allows 0.5, to refuse only images
+            in another convention (0-255, standardised, [-1, 1]).
+
+    Raises:
+        TypeError: An integer dtype other than uint8.
+        ImageError: Float values that are NaN, infinite or outside [0, 1] (a ``ValueError``).
+    """
+    if images.dtype in (torch.uint8, torch.bool) or images.numel() == 0:
+        return
+    if not images.is_floating_point():
+        raise TypeError(
+            f"Integer images must be uint8 (0-255), got {images.dtype}. Convert with "
+            ".astype(np.uint8) / .to(torch.uint8), or divide by 255 for floats in [0, 1]."
+        )
+    if not torch.isfinite(images).all():
+        raise ImageError("Images contain NaN or infinite values.")
+    low, high = (float(v) for v in torch.aminmax(images.float()))
+    if low < -tolerance or high > 1 + tolerance:
+        hint = (
+            " Divide 0-255 values by 255."
+            if high <= 255 and low >= 0
+            else " Pass pixels in [0, 1]: the models standardise images themselves."
+        )
+        raise ImageError(f"Float images must be in [0, 1], got values in [{low}, {high}].{hint}")
 
 
 class MNIST(Dataset[tuple[torch.Tensor, torch.Tensor]]):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import to_float_images
+from ..data import check_pixels, to_float_images
 from ..errors import ExportError, InvalidArgumentError
 from ..inference import Prediction, preprocess
 from ..inference.batched import check_batch_size
@@ -107,6 +107,8 @@ class OnnxModel:
         Raises:
             InvalidArgumentError: ``images`` is not (N, 1, 28, 28) or is empty, or
                 ``batch_size`` is not a positive integer (a ``ValueError``).
+            ImageError: Float images with NaN, infinite values or values more than 0.5
+                outside [0, 1], as the model refuses them (a ``ValueError``).
         """
         check_batch_size(batch_size)
         x = torch.as_tensor(images)
@@ -115,7 +117,9 @@ class OnnxModel:
                 f"Expected (N, 1, 28, 28) images with N > 0, got {tuple(x.shape)}; use "
                 "predict() for pictures, paths and other layouts."
             )
-        x = to_float_images(x.detach().cpu())
+        x = x.detach().cpu()
+        check_pixels(x, tolerance=0.5)  # as the model itself checks them
+        x = to_float_images(x)
         chunks = [
             self.session.run([self._output], {self._input: chunk.contiguous().numpy()})[0]
             for chunk in x.split(batch_size)

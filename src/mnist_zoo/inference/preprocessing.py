@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..data import to_float_images
+from ..data import check_pixels, to_float_images
 from ..errors import ImageError, PictureTooLargeError
 
 __all__ = [
@@ -187,33 +187,6 @@ def as_unit_float(array: np.ndarray | torch.Tensor) -> torch.Tensor:
     if x.dtype in (torch.uint8, torch.bool):
         return to_float_images(x)
     return to_float_images(x).clamp(0, 1)
-
-
-def check_pixels(images: torch.Tensor) -> None:
-    """Refuse pixels outside the package's convention, without converting them.
-
-    Args:
-        images: Pixels of any shape: uint8 0-255 or bool pass as they are; float must be in
-            [0, 1], within a round-off of 1e-6.
-
-    Raises:
-        TypeError: An integer dtype other than uint8.
-        ImageError: Float values that are NaN, infinite or outside [0, 1] (a ``ValueError``).
-    """
-    if images.dtype in (torch.uint8, torch.bool) or images.numel() == 0:
-        return
-    if not images.is_floating_point():
-        raise TypeError(
-            f"Integer images must be uint8 (0-255), got {images.dtype}. Convert with "
-            ".astype(np.uint8) / .to(torch.uint8), or divide by 255 for floats in [0, 1]."
-        )
-    if not torch.isfinite(images).all():
-        raise ImageError("Images contain NaN or infinite values.")
-    low, high = (float(v) for v in torch.aminmax(images.float()))
-    tolerance = 1e-6  # float round-off from the caller's own scaling
-    if low < -tolerance or high > 1 + tolerance:
-        hint = " Divide 0-255 values by 255." if high <= 255 and low >= 0 else ""
-        raise ImageError(f"Float images must be in [0, 1], got values in [{low}, {high}].{hint}")
 
 
 # --- The preprocessing steps -------------------------------------------------------------------
