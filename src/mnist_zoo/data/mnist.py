@@ -9,6 +9,7 @@ image, label = train[0]                      # float32 (1, 28, 28) in [0, 1], in
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -83,9 +84,10 @@ def check_pixels(images: torch.Tensor, *, tolerance: float = 1e-6) -> None:
             f"Integer images must be uint8 (0-255), got {images.dtype}. Convert with "
             ".astype(np.uint8) / .to(torch.uint8), or divide by 255 for floats in [0, 1]."
         )
-    if not torch.isfinite(images).all():
-        raise ImageError("Images contain NaN or infinite values.")
+    # One pass: aminmax propagates NaN, and an infinity is the min or the max.
     low, high = (float(v) for v in torch.aminmax(images.float()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ImageError("Images contain NaN or infinite values.")
     if low < -tolerance or high > 1 + tolerance:
         hint = (
             " Divide 0-255 values by 255."
