@@ -83,9 +83,35 @@ def test_unknown_model_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> 
     assert "Traceback" not in err
 
 
-def test_bad_epochs_is_a_clear_error(capsys: pytest.CaptureFixture[str], mnist_root: Path) -> None:
-    code, _, err = run(capsys, "train", "simplecnn", "--epochs", "0", "--data", str(mnist_root))
-    assert code == 2 and "epochs must be an integer >= 1" in err
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--epochs", "0", "argument --epochs: must be an integer >= 1, got 0"),
+        ("--batch-size", "x", "argument --batch-size: must be an integer, got 'x'"),
+        ("--lr", "-1", "argument --lr: must be a number > 0, got -1"),
+        ("--val-size", "-3", "argument --val-size: must be an integer >= 0, got -3"),
+        ("--limit", "0", "argument --limit: must be an integer >= 1, got 0"),
+        ("--device", "tpu", "argument --device: Unknown device 'tpu'"),
+    ],
+)
+def test_a_bad_train_option_is_a_usage_error_naming_it(
+    capsys: pytest.CaptureFixture[str], mnist_root: Path, option: str, value: str, needle: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "simplecnn", option, value, "--data", str(mnist_root)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.rstrip().splitlines()[-1].startswith(
+        f"mnist-zoo train: error: {needle}"
+    )
+
+
+def test_a_validation_split_as_large_as_mnist_is_refused_before_training(
+    capsys: pytest.CaptureFixture[str], mnist_root: Path, tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, "train", "simplecnn", "--val-size", "60000", "--data",
+                         str(mnist_root), "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 2 and "training" not in out and not (tmp_path / "out").exists()
+    _assert_one_error_line(err, "--val-size 60000 leaves no training images", "--val-size")
 
 
 def test_train_then_evaluate_then_predict(
@@ -235,12 +261,13 @@ def test_limit_smaller_than_the_validation_split_names_val_size(
 def test_non_finite_learning_rate_is_refused_up_front(
     capsys: pytest.CaptureFixture[str], mnist_root: Path, tmp_path: Path
 ) -> None:
-    code, _, err = run(
-        capsys, "train", "simplecnn", "--lr", "inf", "--data", str(mnist_root),
-        "--out", str(tmp_path / "out"),
-    )  # fmt: skip
-    assert code == 2
-    _assert_one_error_line(err, "lr")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "simplecnn", "--lr", "inf", "--data", str(mnist_root),
+              "--out", str(tmp_path / "out")])  # fmt: skip
+    assert (
+        exit_.value.code == 2
+        and "argument --lr: must be a number > 0, got inf" in capsys.readouterr().err
+    )
     assert not (tmp_path / "out").exists()
 
 

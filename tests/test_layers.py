@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "": 8,  # mnist_zoo/__init__.py, the public facade over everything below
     "cli": 9,
     "cli_evaluate": 9,  # the evaluate command's options and its corruption suite, beside cli
+    "cli_train": 9,  # the train command's options, checked as they are parsed, and its run
     "serve": 9,
     "__main__": 9,
 }

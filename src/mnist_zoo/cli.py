@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     EnsembleFolderError,
     HubUnavailableError,
-    InvalidArgumentError,
     MNISTNotFoundError,
     MnistZooError,
     exit_status,
@@ -134,96 +133,13 @@ def _load_model(name: str, device: str, instead: str) -> nn.Module:
         ) from err
 
 
-def _check_limit(
-    name: str, limit: int | None, val_size: int | None, release: str | None = None
-) -> None:
-    """Refuse a --limit that the validation split would swallow, in the command's terms."""
-    if limit is None:
-        return
-    if limit < 1:
-        raise InvalidArgumentError(f"--limit must be a positive number of images, got {limit}.")
-    from .training import get_recipe
-
-    held_out = get_recipe(name, release).val_size if val_size is None else val_size
-    if held_out >= limit:
-        raise InvalidArgumentError(
-            f"--limit {limit} leaves no training images after the {held_out:,}-image validation "
-            f"split: pass --val-size N with N < {limit} (e.g. --val-size {max(limit // 10, 1)}), "
-            "or a larger --limit."
-        )
-
-
-def _check_release(release: str | None) -> None:
-    """Refuse an unknown --release before anything is built, naming the known ones."""
-    from .training import RELEASE_RECIPES
-
-    if release is not None and release not in RELEASE_RECIPES:
-        raise InvalidArgumentError(
-            f"--release {release!r} is not a release: choose one of {', '.join(RELEASE_RECIPES)}."
-        )
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import train_and_save
+    from .cli_train import run_train
 
-    _check_release(args.release)
-    _check_limit(args.name, args.limit, args.val_size, args.release)
     try:
-        run = train_and_save(
-            args.name,
-            data=args.data,
-            download=args.download,
-            out=Path(args.out or f"runs/{args.name.lower()}"),
-            checkpoint_dir=args.checkpoint_dir,
-            resume=args.resume,
-            allow_recipe_change=args.allow_recipe_change,
-            device=args.device or "auto",
-            limit=args.limit,
-            progress="plain" if args.no_progress else "auto",
-            suite=not args.no_suite,
-            release=args.release,
-            **recipe_overrides(args),
-        )
+        return run_train(args)
     except MNISTNotFoundError as err:
         raise _missing_data(err) from err
-    print(run.summary())
-    _print_calibration(run.calibration, run.metrics.get("robustness"))
-    return 0
-
-
-def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The recipe settings a parsed ``mnist-zoo train`` command line sets.
-
-    Args:
-        args: What ``build_parser().parse_args(["train", ...])`` returned.
-
-    Returns:
-        The settings given as options (``--epochs 1`` gives ``{"epochs": 1}``), by the name of
-        the ``TrainConfig`` field; model cards name the same options (``TRAIN_OPTIONS``).
-    """
-    from .hub.provenance import TRAIN_OPTIONS
-
-    given = {s: getattr(args, option[2:].replace("-", "_")) for s, option in TRAIN_OPTIONS.items()}
-    return {setting: value for setting, value in given.items() if value is not None}
-
-
-def _print_calibration(calibration: dict | None, suite: dict | None) -> None:
-    """The train command's lines on the fitted temperature and the corruption suite."""
-    if calibration is None:
-        print("calibration: no validation split (--val-size 0), so no temperature was fitted.")
-    else:
-        test = calibration["test"]
-        print(
-            f"calibration: temperature {calibration['temperature']:.3f} fitted on "
-            f"{calibration['fitted_on']['num_images']:,} validation images; test ECE "
-            f"{100 * test['ece_before']:.2f}% before, {100 * test['ece_after']:.2f}% after"
-        )
-    if suite is not None:
-        print(
-            f"corruption suite: mean accuracy {100 * suite['mean_corruption_accuracy']:.2f}% over "
-            f"{len(suite['corruption_accuracy'])} corruptions (clean "
-            f"{100 * suite['clean_accuracy']:.2f}%)"
-        )
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -309,54 +225,6 @@ def _add_export_parser(sub: Any) -> None:
     p.set_defaults(func=_cmd_export)
 
 
-def _add_train_parser(sub: Any, data_help: str, download_help: str) -> None:
-    """The ``train`` command's options."""
-    p = sub.add_parser("train", help="train a model with its registry recipe")
-    p.add_argument("name", help="model name, see `mnist-zoo list`")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
-    p.add_argument("--lr", type=float, help="override the recipe's (peak) learning rate")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--seed", type=int, help="override the recipe's seed")
-    p.add_argument(
-        "--split-seed",
-        type=int,
-        metavar="N",
-        help="choose the validation images with this seed instead of --seed, so runs with "
-        "different seeds share one split",
-    )
-    p.add_argument(
-        "--release",
-        metavar="TAG",
-        help="train with the recipe of this release's weights, e.g. v0.1.0 "
-        "(default: the release `load_pretrained(NAME)` loads)",
-    )
-    p.add_argument("--out", help="folder for the trained model in Hub layout (default: runs/NAME)")
-    p.add_argument("--checkpoint-dir", help="checkpoints and history (default: OUT/checkpoints)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoints")
-    p.add_argument(
-        "--allow-recipe-change",
-        action="store_true",
-        help="with --resume: continue with settings that differ from the checkpoint's",
-    )
-    p.add_argument("--data", help=data_help)
-    p.add_argument("--download", action="store_true", help=download_help)
-    p.add_argument("--no-progress", action="store_true", help="plain log lines, no bars")
-    p.add_argument("--limit", type=int, help="train on the first N training images (smoke runs)")
-    p.add_argument(
-        "--val-size",
-        type=int,
-        help="training images held out for validation (default: the recipe's 5,000)",
-    )
-    p.add_argument(
-        "--no-suite",
-        action="store_true",
-        help="skip the corruption suite after training (about a minute on a CPU; smoke runs)",
-    )
-    p.set_defaults(func=_cmd_train)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``mnist-zoo`` (exposed for the docs and for tests).
 
@@ -382,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help=download_help)
     p.set_defaults(func=_cmd_check_data)
 
-    _add_train_parser(sub, data_help, download_help)
+    from .cli_train import add_train_parser
+
+    add_train_parser(sub, data_help, download_help).set_defaults(func=_cmd_train)
 
     from .cli_evaluate import add_evaluate_options
 

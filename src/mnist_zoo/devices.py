@@ -88,17 +88,17 @@ def _check_available(name: str, device: torch.device) -> None:
         if not torch.cuda.is_available():
             raise DeviceNotAvailableError(
                 f"Device {name!r} was requested but CUDA is not available on this machine. "
-                "Use device='cpu' or device='auto'."
+                "Use 'cpu', or 'auto' for the best device there is."
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceNotAvailableError(
                 f"Device {name!r} was requested but only {torch.cuda.device_count()} "
-                "CUDA device(s) exist."
+                "CUDA device(s) exist. Use one of them, 'cpu', or 'auto'."
             )
     elif device.type == "mps" and not _mps_available():
         raise DeviceNotAvailableError(
             f"Device {name!r} was requested but MPS is not available on this machine. "
-            "Use device='cpu' or device='auto'."
+            "Use 'cpu', or 'auto' for the best device there is."
         )
     elif device.type not in ("cpu", "cuda", "mps"):
         raise InvalidArgumentError(
