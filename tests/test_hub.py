@@ -29,7 +29,7 @@ from hub_server import FakeHub
 from huggingface_hub import ModelCard
 
 import mnist_zoo
-from mnist_zoo import cli, hub, registry
+from mnist_zoo import cli, cli_train, hub, registry
 from mnist_zoo.errors import InvalidArgumentError
 from mnist_zoo.registry import ModelEntry, PretrainedWeights, UnknownModelError
 from mnist_zoo.training import BASE_RECIPE, TrainConfig, get_recipe
@@ -434,6 +434,16 @@ class RecordingApi:
         return record
 
 
+def test_a_typo_in_a_folder_name_suggests_the_folder(tmp_path, monkeypatch):
+    (tmp_path / "hub" / "simplecnn").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(hub.InvalidHubFolderError, match="Did you mean 'hub/simplecnn'"):
+        hub.load_pretrained("hub/simplcnn")
+    with pytest.raises(hub.InvalidHubFolderError, match="'hf-hub:someone/repo'") as err:
+        hub.load_pretrained("someone/repo")  # no such folder here: a Hub repo was meant
+    assert "Did you mean" not in str(err.value)
+
+
 def test_push_to_hub_validates_before_any_network_call(monkeypatch, published, tmp_path):
     RecordingApi.calls = []
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)  # push_to_hub imports it late
@@ -600,7 +610,9 @@ def _train_command(folder: Path) -> str | None:
 def _recipe_of_command(command: str) -> TrainConfig:
     """The recipe ``mnist-zoo train ...`` would train, as the CLI sets it up."""
     args = cli.build_parser().parse_args(shlex.split(command)[1:])
-    return dataclasses.replace(get_recipe(args.name, args.release), **cli.recipe_overrides(args))
+    return dataclasses.replace(
+        get_recipe(args.name, args.release), **cli_train.recipe_overrides(args)
+    )
 
 
 @pytest.mark.parametrize("tag", ["", "v0.1.0", "v0.2.0", "v0.3.0"])

@@ -20,6 +20,7 @@ SHA-256 before parsing, dtypes and finiteness before loading; nothing is unpickl
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Callable
@@ -321,6 +322,13 @@ def _no_such_folder(name: str | os.PathLike[str]) -> str:
         return f"{text} The published weights of {path.name.lower()} load by the name " + (
             f"{path.name.lower()!r}; a folder of your own, by its full path."
         )
+    try:
+        siblings = [d.name for d in path.parent.iterdir() if d.is_dir()]
+    except OSError:  # no such parent, or one that cannot be listed: nothing to suggest
+        siblings = []
+    close = difflib.get_close_matches(path.name, siblings, n=1)
+    if close:  # a typo in a folder's name: hub/simplcnn for hub/simplecnn
+        return f"{text} Did you mean {str(path.with_name(close[0]))!r}?"
     parts = path.as_posix().split("/")
     if isinstance(name, str) and len(parts) == 2 and all(parts) and not name.startswith("."):
         text += f" A Hub repo loads by its id with the hf-hub: prefix, 'hf-hub:{name}'."
