@@ -672,7 +672,7 @@ def test_resume_refuses_another_recipe_listing_every_difference(
         _micro_trainer(epochs=2, lr=1e-3, checkpoint_dir=tmp_path, resume=True).fit(micro)
     message = str(err.value)
     assert "different epochs (1 there, 2 here), lr (0.003 there, 0.001 here)" in message
-    assert "another checkpoint_dir" in message
+    assert "another checkpoint folder (checkpoint_dir=, --checkpoint-dir)" in message
     # The precision may change (a run can continue on other hardware).
     resumed = _micro_trainer(epochs=1, precision="bf16", checkpoint_dir=tmp_path, resume=True)
     assert len(resumed.fit(micro)) == 1

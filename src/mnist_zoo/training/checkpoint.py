@@ -376,7 +376,8 @@ def _check_changes(path: Path, changed: dict[str, list[Any]], allow: bool) -> bo
         )
         raise CheckpointError(
             f"Cannot resume from {path}: it was written with a different {listed}.{hint} "
-            "Use the same settings, or another checkpoint_dir."
+            "Use the same settings, or another checkpoint folder "
+            "(checkpoint_dir=, --checkpoint-dir)."
         )
     return bool(differ)
 
