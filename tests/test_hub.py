@@ -556,6 +556,9 @@ def test_mnist_zoo_push_tags_the_release_the_folder_holds(monkeypatch, published
             *([f"create_tag {tag} ffff"] if tag else []),
         ]
         assert (f"tagged {tag}:" in capsys.readouterr().out) is (tag is not None)
+    with pytest.raises(SystemExit):  # argparse: --tag and --no-tag exclude each other
+        cli.main(["push", "simplecnn", "--repo-id", REPO, "--tag", "v9.0.0", "--no-tag"])
+    assert "not allowed with argument" in capsys.readouterr().err
     # A run's own weights are no release: nothing is tagged unless --tag says so.
     TaggedRepo.tags, TaggedRepo.calls = {}, []
     assert (

@@ -287,12 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folder", help="folder to upload (default: hub/NAME)")
     p.add_argument("--token", help="Hub token (default: the logged-in one)")
     p.add_argument("--message", default="Upload mnist_zoo weights", help="commit message")
-    p.add_argument(
+    tagging = p.add_mutually_exclusive_group()
+    tagging.add_argument(
         "--tag",
         help="tag the new commit (default: the release whose pinned weights the folder holds, "
         "e.g. v0.3.0 for hub/minivgg; none for other weights)",
     )
-    p.add_argument("--no-tag", action="store_true", help="tag nothing")
+    tagging.add_argument("--no-tag", action="store_true", help="tag nothing")
     p.set_defaults(func=_cmd_push)
     return parser
 

@@ -18,9 +18,6 @@ from .errors import InvalidArgumentError, MnistZooError
 
 __all__ = ["add_train_parser", "recipe_overrides", "run_train"]
 
-#: MNIST's training images: what ``--val-size`` takes its share of when there is no --limit.
-MNIST_TRAIN_IMAGES = 60_000
-
 
 def _at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``low``."""
@@ -66,16 +63,18 @@ def _check_split(
     name: str, limit: int | None, val_size: int | None, release: str | None = None
 ) -> None:
     """Refuse a --limit or --val-size that leaves no training images, in the command's terms."""
+    from .data import SPLIT_SIZES
     from .training import get_recipe
 
-    held_out = get_recipe(name, release).val_size if val_size is None else val_size
-    images = MNIST_TRAIN_IMAGES if limit is None else limit
+    recipe_val_size = get_recipe(name, release).val_size
+    held_out = recipe_val_size if val_size is None else val_size
+    images = SPLIT_SIZES["train"] if limit is None else limit
     if held_out < images:
         return
     if limit is None:
         raise InvalidArgumentError(
             f"--val-size {held_out} leaves no training images out of MNIST's {images:,}: pass "
-            f"a smaller --val-size (the recipe holds out {get_recipe(name, release).val_size:,})."
+            f"a smaller --val-size (the recipe holds out {recipe_val_size:,})."
         )
     raise InvalidArgumentError(
         f"--limit {limit} leaves no training images after the {held_out:,}-image validation "

@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IDXFormatError, MNISTNotFoundError
-from .files import MNIST_MEAN, MNIST_STD, SPLITS, _locate, _resolve_root
+from .files import MNIST_MEAN, MNIST_STD, SPLIT_SIZES, SPLITS, _locate, _resolve_root
 from .idx import read_idx
 
 __all__ = ["CheckResult", "DataCheckReport", "check_mnist"]
 
-_EXPECTED_COUNTS = {"train": 60_000, "test": 10_000}
 _DIGITS = set(range(10))
 # Half a unit in the 4th decimal: the constants are the measured values rounded to 4 places.
 _STAT_TOLERANCE = 5e-5
@@ -157,7 +156,7 @@ def _load(root: Path, split: str, arrays: _Arrays) -> CheckResult:
 def _check_counts(arrays: _Arrays) -> tuple[bool, str]:
     passed, parts = True, []
     for split, (images, labels) in arrays.items():
-        expected = _EXPECTED_COUNTS[split]
+        expected = SPLIT_SIZES[split]
         passed &= len(images) == len(labels) == expected
         parts.append(
             f"{split}: {len(images):,} images, {len(labels):,} labels (expected {expected:,})"

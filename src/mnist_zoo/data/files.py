@@ -23,6 +23,7 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "SPLITS",
+    "SPLIT_SIZES",
     "candidate_names",
     "check_split",
     "default_root",
@@ -36,6 +37,8 @@ DATA_ENV_VAR = "MNIST_ZOO_DATA"
 SPLITS = ("train", "test")
 #: The valid values of ``kind``: each split is one file of images and one of labels.
 KINDS = ("images", "labels")
+#: The number of images in each split, as MNIST publishes them.
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 #: Pixel mean and std of MNIST's 60,000 training images scaled to [0, 1]; the models
 #: standardise with them and :func:`mnist_zoo.data.check_mnist` verifies them.
 MNIST_MEAN = 0.1307

@@ -60,9 +60,9 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
     metrics = dict(config.get("metrics") or {})
     recipe = dict(config.get("recipe") or {})
     repo_name = (config.get("repo_id") or entry.name).split("/")[-1]
-    load_name, load_comment = _load_line(config, entry)
-    train_images = metrics.get("num_train_images")  # recorded only when --limit cut the set
     release = released_tag(entry, config["sha256"])
+    load_name, load_comment = _load_line(config, entry, release)
+    train_images = metrics.get("num_train_images")  # recorded only when --limit cut the set
     command = train_command(entry, recipe, release=release, train_images=train_images)
     kwargs = config.get("model_kwargs") or {}
     fields = {
@@ -82,10 +82,12 @@ def model_card(config: Mapping[str, Any], *, entry: ModelEntry, num_parameters: 
     return _render(metrics, fields, tags=_TAGS, model_name=repo_name)
 
 
-def _load_line(config: Mapping[str, Any], entry: ModelEntry) -> tuple[str, str]:
-    """What the card's snippet passes to ``load_pretrained``, and a comment to follow it."""
+def _load_line(config: Mapping[str, Any], entry: ModelEntry, tag: str | None) -> tuple[str, str]:
+    """What the card's snippet passes to ``load_pretrained``, and a comment to follow it.
+
+    ``tag`` is the release whose pinned file the weights are, if any (``released_tag``).
+    """
     repo_id = config.get("repo_id")
-    tag = released_tag(entry, config["sha256"])
     # A release's own file loads by its registry name; any other weights must not, or the
     # snippet would load the project's weights instead of the ones this card describes.
     if tag is not None and repo_id in (None, entry.releases[tag].repo_id):

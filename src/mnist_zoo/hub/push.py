@@ -83,20 +83,19 @@ def push_to_hub(
     complete_save(folder)  # a save_pretrained interrupted after its switch is finished first
     check_folder(folder)
     load_folder(folder)  # never publish weights that would not load
+    config = read_config(folder / CONFIG_NAME)  # its sha256 is the weights' (just verified)
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise InvalidArgumentError(f"Invalid repo_id {repo_id!r}: {err}") from None
 
-    files = [*HUB_FILES, *_vouched_onnx(folder)]
+    files = [*HUB_FILES, *_vouched_onnx(folder, config)]
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint, token=token, **CLIENT)
     try:
         api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-        if tag is not None and _tagged_already(
-            api, repo_id, tag, sha256_file(folder / WEIGHTS_NAME)
-        ):
+        if tag is not None and _tagged_already(api, repo_id, tag, config["sha256"]):
             tag = None
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -120,12 +119,12 @@ def push_to_hub(
     return commit
 
 
-def _vouched_onnx(folder: Path) -> list[str]:
+def _vouched_onnx(folder: Path, config: dict[str, Any]) -> list[str]:
     """``[ONNX_NAME]`` if the folder's ``model.onnx`` is the export its config records."""
     onnx = folder / ONNX_NAME
     if not onnx.exists():
         return []
-    recorded = read_config(folder / CONFIG_NAME).get(ONNX_SHA256_KEY)
+    recorded = config.get(ONNX_SHA256_KEY)
     if isinstance(recorded, str) and same_sha256(sha256_file(onnx), recorded):
         return [ONNX_NAME]
     raise InvalidHubFolderError(
